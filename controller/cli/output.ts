@@ -1,0 +1,43 @@
+/** How commands talk to the user: human text, or one JSON document per line with `--json`. */
+import { EngineError } from "../../native/index.js";
+import { ExitCode } from "./exit_codes.js";
+
+/** Where a command writes; tests give their own streams. */
+export interface Output {
+  /** Whether `--json` was given. */
+  json: boolean;
+  /** Writes one line of human text to stdout (ignored in JSON mode). */
+  line(text: string): void;
+  /** Writes one JSON value on one line to stdout (only in JSON mode). */
+  record(value: unknown): void;
+  /** Reports an error on stderr (as JSON in JSON mode) and returns the exit code to use. */
+  fail(err: unknown): ExitCode;
+}
+
+// bigint addresses print as hex strings in JSON, which is also how operators read them.
+function replacer(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? `0x${value.toString(16)}` : value;
+}
+
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, replacer);
+}
+
+export function createOutput(json: boolean, stdout = process.stdout, stderr = process.stderr): Output {
+  return {
+    json,
+    line(text) {
+      if (!json) stdout.write(`${text}\n`);
+    },
+    record(value) {
+      if (json) stdout.write(`${toJson(value)}\n`);
+    },
+    fail(err) {
+      const code = err instanceof EngineError ? err.code : "EINTERNAL";
+      const message = err instanceof Error ? err.message : String(err);
+      if (json) stderr.write(`${toJson({ error: { code, message } })}\n`);
+      else stderr.write(`hotpatch: error [${code}]: ${message}\n`);
+      return err instanceof EngineError && err.code !== "EINTERNAL" ? ExitCode.Failed : ExitCode.Internal;
+    },
+  };
+}

@@ -1,0 +1,63 @@
+/** Loads the compiled addon. Only this file knows where node-gyp put it. */
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Raw shapes as the addon returns them, before the TypeScript face names the numbers. */
+export interface RawElfInfo {
+  path: string;
+  type: number;
+  machine: number;
+  elfClass: number;
+  entry: bigint;
+  buildId: string | null;
+  debugLink: string | null;
+  programHeaders: {
+    type: number;
+    flags: number;
+    offset: bigint;
+    vaddr: bigint;
+    filesz: bigint;
+    memsz: bigint;
+    align: bigint;
+  }[];
+  sections: { name: string; type: number; flags: bigint; addr: bigint; offset: bigint; size: bigint }[];
+  symbols: {
+    name: string;
+    value: bigint;
+    size: bigint;
+    type: number;
+    bind: number;
+    shndx: number;
+    table: "symtab" | "dynsym";
+    file?: string;
+  }[];
+}
+
+export interface RawMapping {
+  start: bigint;
+  end: bigint;
+  perms: string;
+  offset: bigint;
+  dev: string;
+  inode: number;
+  path: string;
+}
+
+/** The functions the addon exports. */
+export interface NativeAddon {
+  readElf(path: string): Promise<RawElfInfo>;
+  readMaps(pid: number): Promise<RawMapping[]>;
+}
+
+// The addon sits in native/build whether this file runs from source (native/) or from dist/native/.
+function addonPath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const root = path.basename(path.dirname(here)) === "dist" ? path.resolve(here, "../..") : path.resolve(here, "..");
+  return path.join(root, "native/build/Release/hotpatch_native.node");
+}
+
+const require = createRequire(import.meta.url);
+
+/** The loaded addon; loading once per process is enough, since the module is immutable. */
+export const addon: NativeAddon = require(addonPath()) as NativeAddon;
