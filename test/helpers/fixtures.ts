@@ -19,21 +19,28 @@ export function fixtureSource(name: string): string {
 }
 
 /**
- * Compiles a fixture with the given compiler flags and returns the path of the output.
- * The output name carries a hash of source and flags, so a changed fixture is rebuilt.
+ * Compiles a fixture (one source, or several linked together; paths relative to test/fixtures)
+ * with the given compiler flags and returns the path of the output. The output name carries a hash
+ * of the sources and flags, so a changed fixture is rebuilt.
  */
-export async function compileFixture(source: string, flags: string[] = [], compiler = "gcc"): Promise<string> {
-  const src = fixtureSource(source);
-  const hash = createHash("sha256")
-    .update(readFileSync(src))
+export async function compileFixture(
+  sources: string | string[],
+  flags: string[] = [],
+  compiler = "gcc",
+): Promise<string> {
+  const srcs = (Array.isArray(sources) ? sources : [sources]).map(fixtureSource);
+  const hash = createHash("sha256");
+  for (const src of srcs) hash.update(readFileSync(src));
+  const digest = hash
     .update(JSON.stringify([compiler, flags]))
     .digest("hex")
     .slice(0, 16);
-  const out = path.join(cacheDir, `${path.basename(source).replace(/\.[^.]+$/, "")}-${hash}`);
+  const first = path.basename(srcs[0] ?? "fixture").replace(/\.[^.]+$/, "");
+  const out = path.join(cacheDir, `${first}-${digest}`);
   if (!existsSync(out)) {
     mkdirSync(cacheDir, { recursive: true });
     const tmp = `${out}.tmp${process.pid}`;
-    await execFileAsync(compiler, [...flags, "-o", tmp, src]);
+    await execFileAsync(compiler, [...flags, "-o", tmp, ...srcs]);
     await execFileAsync("mv", [tmp, out]);
   }
   return out;

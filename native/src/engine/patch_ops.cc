@@ -73,7 +73,17 @@ OpResult WithRetries(pid_t pid, const OpOptions& opts, Attempt attempt) {
   const auto deadline = Clock::now() + opts.safety_timeout;
   auto backoff = std::chrono::microseconds(500);
   for (;;) {
-    StoppedProcess stopped(pid, Clock::now() + kStopTimeout);
+    std::optional<StoppedProcess> holder;
+    try {
+      holder.emplace(pid, Clock::now() + kStopTimeout);
+    } catch (const EngineError& e) {
+      // Gone between two tries: say so plainly rather than "no such process".
+      if (result.attempts > 0 && (e.code() == "ENOPROCESS" || e.code() == "EZOMBIE")) {
+        throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited during the operation");
+      }
+      throw;
+    }
+    StoppedProcess& stopped = *holder;
     const std::optional<Conflict> conflict = attempt(stopped, result);
     stopped.Resume();
     result.pause_us = std::max(result.pause_us, stopped.PauseMicros());

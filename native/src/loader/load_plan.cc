@@ -92,8 +92,12 @@ PatchFile ReadPatch(const std::string& path) {
         GElf_Sym sym;
         if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
         const int type = GELF_ST_TYPE(sym.st_info);
-        if (sym.st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_OBJECT)) continue;
         const char* name = elf_strptr(elf.get(), sh.sh_link, sym.st_name);
+        if (type == STT_GNU_IFUNC && sym.st_shndx != SHN_UNDEF) {
+          throw EngineError("EUNSUPPORTED_PATCH", path + " defines the IFUNC '" + std::string(name ? name : "?") +
+                                                      "'; choosing its implementation would run code in the target");
+        }
+        if (sym.st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_OBJECT)) continue;
         if (name && *name) out.exports.emplace(name, sym.st_value);  // .dynsym first: it wins
       }
     }
@@ -192,6 +196,16 @@ LoadPlan PlanLoad(const TargetImage& target, const std::string& so_path, uint64_
   for (const auto& [name, value] : patch.exports) plan.exports.emplace(name, bias + value);
 
   for (const Relocation& r : patch.relocations) {
+    switch (r.type) {
+      case R_X86_64_NONE: case R_X86_64_RELATIVE: case R_X86_64_64: case R_X86_64_GLOB_DAT:
+      case R_X86_64_JUMP_SLOT: case R_X86_64_PC32: case R_X86_64_PLT32:
+        break;
+      default:
+        throw EngineError("EUNSUPPORTED_RELOC", so_path + ": relocation " + std::string(RelocName(r.type)) + " (" +
+                                                    std::to_string(r.type) + ")" +
+                                                    (r.symbol.empty() ? "" : " against '" + r.symbol + "'") +
+                                                    " is not supported by the mmap loader");
+    }
     const uint64_t where = bias + r.offset;
     uint64_t sym = 0;
     if (!r.symbol.empty()) {
@@ -230,11 +244,6 @@ LoadPlan PlanLoad(const TargetImage& target, const std::string& so_path, uint64_
         plan.writes.push_back(Word<int32_t>(where, static_cast<int32_t>(v)));
         break;
       }
-      default:
-        throw EngineError("EUNSUPPORTED_RELOC", so_path + ": relocation " + std::string(RelocName(r.type)) + " (" +
-                                                    std::to_string(r.type) + ")" +
-                                                    (r.symbol.empty() ? "" : " against '" + r.symbol + "'") +
-                                                    " is not supported by the mmap loader");
     }
   }
   return plan;

@@ -33,6 +33,10 @@ void RequireLiveProcess(pid_t pid) {
   if (!st.exists) throw EngineError("ENOPROCESS", "no process " + p + " (it is not running, or not in this PID namespace)");
   if (st.state == 'Z') throw EngineError("EZOMBIE", "process " + p + " is a zombie: it has exited and waits for its parent to reap it");
   if (st.state == 'X') throw EngineError("ETARGET_EXITED", "process " + p + " is exiting");
+  if (st.tracer_pid != 0 && st.tracer_pid != getpid()) {
+    throw EngineError("ETRACED", "process " + p + " is already traced by process " + std::to_string(st.tracer_pid) +
+                                     " (a debugger or strace?); detach it and try again");
+  }
 }
 
 void ThrowForErrno(int err, pid_t pid, const std::string& what) {
@@ -42,11 +46,7 @@ void ThrowForErrno(int err, pid_t pid, const std::string& what) {
     throw EngineError("ETARGET_EXITED", "process " + p + " went away during " + what);
   }
   if (err == EPERM || err == EACCES) {
-    const ProcessStatus st = ReadProcessStatus(pid);
-    if (st.tracer_pid != 0 && st.tracer_pid != getpid()) {
-      throw EngineError("ETRACED", "process " + p + " is already traced by process " + std::to_string(st.tracer_pid) +
-                                       " (a debugger or strace?); detach it and try again");
-    }
+    RequireLiveProcess(pid);  // names another tracer when there is one
     std::string hint = "run as root or give hotpatch CAP_SYS_PTRACE";
     std::ifstream yama("/proc/sys/kernel/yama/ptrace_scope");
     int scope = 0;

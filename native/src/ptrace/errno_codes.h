@@ -20,7 +20,7 @@ ProcessStatus ReadProcessStatus(pid_t pid);
 // Throws the EngineError that explains why `what` failed with `err` on `pid`.
 [[noreturn]] void ThrowForErrno(int err, pid_t pid, const std::string& what);
 
-// Throws ENOPROCESS / EZOMBIE / ETARGET_EXITED when the process cannot be operated on at all.
+// Throws ENOPROCESS / EZOMBIE / ETARGET_EXITED / ETRACED when the process cannot be operated on at all.
 void RequireLiveProcess(pid_t pid);
 
 }  // namespace hotpatch
