@@ -6,8 +6,6 @@ export const engineErrorCodes = [
   "EBAD_ELF",
   /** No process has that PID (in this PID namespace). */
   "ENOPROCESS",
-  /** The process exists but its /proc entries may not be read by this user. */
-  "EPERM_PROC",
   /** The process has exited and waits to be reaped. */
   "EZOMBIE",
   /** The process exited during the operation. */
