@@ -95,3 +95,12 @@ export interface OpResult {
   /** False when the process was already in the asked state. */
   changed: boolean;
 }
+
+/** What applying a patch did in one process of a batch. */
+export type ApplyOutcome =
+  /** The patch was loaded (if needed) and activated. */
+  | { pid: number; outcome: "done"; patch: PatchRecord; pauseUs: number; attempts: number }
+  /** It was already active: nothing was done. */
+  | { pid: number; outcome: "already"; patch: PatchRecord; pauseUs: number; attempts: number }
+  /** It failed; the process was left as it was (a patch this call loaded was unloaded again). */
+  | { pid: number; outcome: "failed"; code: string; message: string };

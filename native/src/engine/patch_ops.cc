@@ -165,7 +165,10 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   CopyField(record.id, sizeof record.id, spec.id, "patch id");
   CopyField(record.so_path, sizeof record.so_path, spec.so_path, "patch path");
 
-  const TargetImage image(pid, opts.debug_dirs);
+  ObjectCache own_cache;
+  ObjectCache& cache = opts.cache != nullptr ? *opts.cache : own_cache;
+  const TargetImage image(pid, opts.debug_dirs, cache);
+  const std::shared_ptr<const PatchFile> patch = cache.Patch(spec.so_path);
   const TargetMemory probe(pid);
   std::vector<ResolvedSymbol> old_fns;
   for (const auto& f : spec.functions) old_fns.push_back(image.Resolve(f.symbol));
@@ -176,7 +179,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
   }
   const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
-  const uint64_t span = PatchSpan(spec.so_path);
+  const uint64_t span = PatchSpan(*patch);
   const uint64_t stub = ReadEntryPoint(pid);
 
   for (int placement = 0; placement < kPlacementAttempts; ++placement) {
@@ -185,7 +188,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       throw EngineError("ENOSPACE", "no free address range of " + std::to_string(span) + " bytes in process " +
                                         std::to_string(pid));
     }
-    const LoadPlan plan = PlanLoad(image, spec.so_path, *base);
+    const LoadPlan plan = PlanLoad(image, *patch, spec.so_path, *base);
     if (plan.mappings.size() > kMaxMappingsPerPatch) {
       throw EngineError("EUNSUPPORTED_PATCH", "the patch needs more than " + std::to_string(kMaxMappingsPerPatch) + " mappings");
     }

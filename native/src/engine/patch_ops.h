@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../loader/object_cache.h"
 #include "descriptor.h"
 
 namespace hotpatch {
@@ -30,6 +31,7 @@ struct OpOptions {
   std::chrono::milliseconds safety_timeout{5000};
   std::vector<std::string> debug_dirs;
   const std::atomic<int32_t>* cancelled = nullptr;  // set to non-zero to stop retrying
+  ObjectCache* cache = nullptr;  // parsed ELF files shared across processes; a private one if null
 };
 
 struct OpResult {
