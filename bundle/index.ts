@@ -3,6 +3,7 @@ export { buildBundle, parseFunctionSpec } from "./build.js";
 export { BundleError, type BundleErrorCode, type BundleErrorContext } from "./errors.js";
 export { MANIFEST_FILE, packBundle, SIGNATURE_FILE, SO_FILE } from "./files.js";
 export { type InspectOptions, type InspectReport, inspectBundle, type SignatureStatus } from "./inspect.js";
+export { type WrittenKeyPair, writeKeyPair } from "./keyfiles.js";
 export { parseManifest, serializeManifest, validateManifest } from "./manifest.js";
 export { checkBundleTarget, openBundle } from "./open.js";
 export {

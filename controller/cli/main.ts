@@ -1,6 +1,9 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerBuild } from "./commands/build.js";
 import { registerElf } from "./commands/elf.js";
+import { registerInspect } from "./commands/inspect.js";
+import { registerKeygen } from "./commands/keygen.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
 
@@ -19,6 +22,9 @@ export function buildProgram(): Command {
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
   registerElf(program);
+  registerBuild(program);
+  registerInspect(program);
+  registerKeygen(program);
   return program;
 }
 

@@ -1,4 +1,5 @@
 /** How commands talk to the user: human text, or one JSON document per line with `--json`. */
+import { BundleError } from "../../bundle/index.js";
 import { EngineError } from "../../native/index.js";
 import { ExitCode } from "./exit_codes.js";
 
@@ -33,11 +34,12 @@ export function createOutput(json: boolean, stdout = process.stdout, stderr = pr
       if (json) stdout.write(`${toJson(value)}\n`);
     },
     fail(err) {
-      const code = err instanceof EngineError ? err.code : "EINTERNAL";
+      const coded = err instanceof EngineError || err instanceof BundleError;
+      const code = coded ? err.code : "EINTERNAL";
       const message = err instanceof Error ? err.message : String(err);
       if (json) stderr.write(`${toJson({ error: { code, message } })}\n`);
       else stderr.write(`hotpatch: error [${code}]: ${message}\n`);
-      return err instanceof EngineError && err.code !== "EINTERNAL" ? ExitCode.Failed : ExitCode.Internal;
+      return coded && code !== "EINTERNAL" ? ExitCode.Failed : ExitCode.Internal;
     },
   };
 }
