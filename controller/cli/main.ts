@@ -1,6 +1,10 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerApply } from "./commands/apply.js";
+import { registerBuild } from "./commands/build.js";
 import { registerElf } from "./commands/elf.js";
+import { registerInspect } from "./commands/inspect.js";
+import { registerKeygen } from "./commands/keygen.js";
 import { registerPs } from "./commands/ps.js";
 import { registerRevert } from "./commands/revert.js";
 import { ExitCode } from "./exit_codes.js";
@@ -21,8 +25,12 @@ export function buildProgram(): Command {
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
   registerElf(program);
+  registerApply(program);
   registerPs(program);
   registerRevert(program);
+  registerBuild(program);
+  registerInspect(program);
+  registerKeygen(program);
   return program;
 }
 

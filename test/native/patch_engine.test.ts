@@ -39,10 +39,13 @@ async function tally(target: RunningFixture): Promise<Tally> {
 }
 
 /**
- * What the target computed between two consecutive tallies. The first line read may have been
- * printed before the caller's last operation (it can sit in the pipe), so it is skipped.
+ * What the target computed between two consecutive tallies, once the last operation has settled:
+ * the first line read may have been printed before it (it can sit in the pipe), and the next
+ * interval may still count calls that were in flight across it (a thread preempted between
+ * computing an answer and counting it), so both are skipped.
  */
 async function delta(target: RunningFixture): Promise<Tally> {
+  await tally(target);
   await tally(target);
   const a = await tally(target);
   const b = await tally(target);
