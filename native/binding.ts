@@ -55,6 +55,7 @@ export interface RawOpResult {
 /** Options every patch operation takes. */
 export interface RawOpOptions {
   safetyTimeoutMs?: number;
+  placement?: "near" | "far";
   debugDirs?: string[];
   cancel?: Int32Array;
 }

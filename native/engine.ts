@@ -13,6 +13,7 @@ function toRaw(opts: OpOptions, pid: number): { raw: RawOptions; done: () => voi
   const raw: RawOptions = {};
   if (opts.safetyTimeoutMs !== undefined) raw.safetyTimeoutMs = opts.safetyTimeoutMs;
   if (opts.debugDirs !== undefined) raw.debugDirs = opts.debugDirs;
+  if (opts.placement !== undefined) raw.placement = opts.placement;
   const signal = opts.signal;
   if (!signal) return { raw, done: () => {} };
   const cancel = new Int32Array(new SharedArrayBuffer(4));

@@ -37,6 +37,12 @@ export interface OpOptions {
   signal?: AbortSignal;
   /** Where separate debug info is looked up by build-id (default `/usr/lib/debug`). */
   debugDirs?: string[];
+  /**
+   * Where a load places the patch: `near` (default) within ±2 GiB of the first old function, so
+   * that 5-byte jumps reach it (falling back to anywhere when there is no room); `far` anywhere,
+   * with 14-byte absolute jumps.
+   */
+  placement?: "near" | "far";
 }
 
 /** A replaced function as recorded in the target. */

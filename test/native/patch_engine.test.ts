@@ -156,6 +156,22 @@ for (const variant of variants) {
       assert.ok(target.alive());
     });
 
+    it("a patch placed far away is reached through a 14-byte absolute jump", async () => {
+      const r = await applyPatch(target.pid, { ...spec(), id: "far" }, { placement: "far" });
+      const f = r.patch.functions[0];
+      assert.equal(f?.jump, "abs64");
+      assert.ok(
+        f && (f.replacement - f.site > 0x7fffffffn || f.site - f.replacement > 0x7fffffffn),
+        "beyond rel32 reach",
+      );
+      const on = await delta(target);
+      assert.equal(on.old, 0);
+      assert.ok(on.new > 0);
+      assert.equal(on.wrong, 0);
+      await revertPatch(target.pid, "far", { unload: true });
+      assert.equal((await delta(target)).new, 0);
+    });
+
     it("entry consistency patches it: the old activation runs on, the next call takes the new code", async () => {
       const r = await applyPatch(target.pid, {
         id: "loop-entry",

@@ -90,7 +90,19 @@ async function run(bundlePath: string, opts: ApplyOptions, out: Output): Promise
         const fns = r.patch.functions.map(
           (f) => `${f.symbol}@0x${f.address.toString(16)}→0x${f.replacement.toString(16)}`,
         );
-        return { pid: r.pid, outcome: "done", pauseUs: r.pauseUs, detail: `${fns.join(", ")} (pause ${r.pauseUs} µs)` };
+        const functions = r.patch.functions.map(({ symbol, address, replacement, jump }) => ({
+          symbol,
+          address,
+          replacement,
+          jump,
+        }));
+        return {
+          pid: r.pid,
+          outcome: "done",
+          pauseUs: r.pauseUs,
+          detail: `${fns.join(", ")} (pause ${r.pauseUs} µs)`,
+          functions,
+        };
       }),
       ...skipped,
     ].sort((a, b) => a.pid - b.pid);

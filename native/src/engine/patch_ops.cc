@@ -183,7 +183,9 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   const uint64_t stub = ReadEntryPoint(pid);
 
   for (int placement = 0; placement < kPlacementAttempts; ++placement) {
-    const std::optional<uint64_t> base = ChooseBase(maps, old_fns.front().address, span);
+    // Near the first old function when there is room (5-byte jumps), else anywhere (14-byte ones).
+    std::optional<uint64_t> base = opts.far ? std::nullopt : ChooseBase(maps, old_fns.front().address, span);
+    if (!base) base = ChooseAnyBase(maps, span);
     if (!base) {
       throw EngineError("ENOSPACE", "no free address range of " + std::to_string(span) + " bytes in process " +
                                         std::to_string(pid));

@@ -31,6 +31,7 @@ struct OpOptions {
   std::chrono::milliseconds safety_timeout{5000};
   std::vector<std::string> debug_dirs;
   const std::atomic<int32_t>* cancelled = nullptr;  // set to non-zero to stop retrying
+  bool far = false;  // place the patch anywhere (14-byte absolute jumps) instead of within ±2 GiB
   ObjectCache* cache = nullptr;  // parsed ELF files shared across processes; a private one if null
 };
 

@@ -56,7 +56,7 @@ Napi::Object PatchToJs(Napi::Env env, const DescPatch& p) {
   return o;
 }
 
-// Options shared by every operation: {safetyTimeoutMs, debugDirs, cancel: Int32Array on a SharedArrayBuffer}.
+// Options shared by every operation: {safetyTimeoutMs, placement, debugDirs, cancel: Int32Array on a SharedArrayBuffer}.
 struct JsOptions {
   OpOptions ops;
   Napi::ObjectReference keep_alive;  // the cancel flag's buffer must outlive the worker
@@ -70,6 +70,11 @@ void ReadOptions(const Napi::CallbackInfo& info, size_t i, JsOptions& out) {
     const double ms = o.Get("safetyTimeoutMs").As<Napi::Number>().DoubleValue();
     if (!(ms >= 0 && ms <= 3'600'000)) throw Napi::RangeError::New(info.Env(), "safetyTimeoutMs must be 0..3600000");
     out.ops.safety_timeout = std::chrono::milliseconds(static_cast<int64_t>(ms));
+  }
+  if (o.Has("placement")) {
+    const std::string p = o.Get("placement").As<Napi::String>().Utf8Value();
+    if (p != "near" && p != "far") throw Napi::TypeError::New(info.Env(), "placement must be 'near' or 'far'");
+    out.ops.far = p == "far";
   }
   if (o.Has("debugDirs")) {
     Napi::Array dirs = o.Get("debugDirs").As<Napi::Array>();
