@@ -63,7 +63,7 @@ describe("build → apply → revert through the CLI", () => {
     assert.equal(proc?.outcome, "done");
     assert.match(String(proc?.detail), /stacked_statics_b\.c:helper@0x[0-9a-f]+→0x[0-9a-f]+ \(pause \d+ µs\)/);
     assert.equal(summary?.done, 1);
-    const [fn] = proc?.functions as { symbol: string; address: string; replacement: string; jump: string }[];
+    const [fn] = (proc?.functions ?? []) as { symbol: string; address: string; replacement: string; jump: string }[];
     assert.equal(fn?.symbol, "stacked_statics_b.c:helper");
     assert.match(fn?.address ?? "", /^0x[0-9a-f]+$/);
     assert.equal(fn?.jump, "rel32");
