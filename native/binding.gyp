@@ -16,6 +16,7 @@
         "src/loader/target_image.cc",
         "src/ptrace/errno_codes.cc",
         "src/ptrace/proc_auxv.cc",
+        "src/ptrace/seccomp_check.cc",
         "src/ptrace/stopped_process.cc",
         "src/ptrace/target_memory.cc",
         "src/workers/patch_workers.cc"

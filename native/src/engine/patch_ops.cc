@@ -163,7 +163,6 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   }
   DescPatch record{};
   CopyField(record.id, sizeof record.id, spec.id, "patch id");
-  CopyField(record.so_path, sizeof record.so_path, spec.so_path, "patch path");
 
   ObjectCache own_cache;
   ObjectCache& cache = opts.cache != nullptr ? *opts.cache : own_cache;
@@ -179,6 +178,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
   }
   const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
+  CopyField(record.so_path, sizeof record.so_path, visible, "patch path");  // as the target sees it
   const uint64_t span = PatchSpan(*patch);
   const uint64_t stub = ReadEntryPoint(pid);
 

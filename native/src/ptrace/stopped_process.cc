@@ -173,6 +173,10 @@ uint64_t StoppedProcess::Scratch(size_t len) const {
 
 long StoppedProcess::InjectSyscall(uint64_t stub, long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
   ThreadState& t = threads_.front();
+  if (!seccomp_) seccomp_ = std::make_unique<SeccompCheck>(t.tid);
+  seccomp_->RequireAllowed(nr, {static_cast<uint64_t>(a1), static_cast<uint64_t>(a2), static_cast<uint64_t>(a3),
+                                static_cast<uint64_t>(a4), static_cast<uint64_t>(a5), static_cast<uint64_t>(a6)},
+                           stub + 2);
   const TargetMemory& mem = *memory_;
   // `syscall; int3` over borrowed code: every thread is stopped, so nobody can execute it meanwhile.
   static const uint8_t kStub[] = {0x0f, 0x05, 0xcc};

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "seccomp_check.h"
 #include "target_memory.h"
 
 namespace hotpatch {
@@ -68,6 +69,7 @@ class StoppedProcess {
   std::vector<Seized> seized_;
   std::vector<ThreadState> threads_;
   std::unique_ptr<TargetMemory> memory_;
+  std::unique_ptr<SeccompCheck> seccomp_;  // read on the first injected call
   Clock::time_point stop_start_;
   Clock::time_point stop_end_;
   bool released_ = false;
