@@ -8,12 +8,18 @@ import { DemoOptionError, DemoServiceError } from "./errors.js";
 import type { Endpoint } from "./types.js";
 
 const execFileAsync = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
+
+// The C sources stay in deploy/demo whether this file runs from source or from dist/deploy/demo.
+function demoDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const dist = path.basename(path.resolve(here, "../..")) === "dist";
+  return dist ? path.resolve(here, "../../../deploy/demo") : here;
+}
 
 /** Source of the demo service. */
-export const DEMO_SERVICE_SOURCE = path.join(here, "service/quote_service.c");
+export const DEMO_SERVICE_SOURCE = path.join(demoDir(), "service/quote_service.c");
 /** Source of its fix: the patch that `hotpatch build` turns into a bundle. */
-export const DEMO_FIX_SOURCE = path.join(here, "fix/fix_price.c");
+export const DEMO_FIX_SOURCE = path.join(demoDir(), "fix/fix_price.c");
 /** Compiler flags of the demo service: symbols kept (-g, not stripped), PIE, CET landing pads. */
 export const DEMO_SERVICE_CFLAGS: readonly string[] = [
   "-g",
