@@ -11,6 +11,8 @@ export {
   DEMO_SERVICE_SOURCE,
   type DemoService,
   type DemoServiceOptions,
+  roleFileHook,
   startDemoService,
+  writeRoleFile,
 } from "./service.js";
 export type * from "./types.js";

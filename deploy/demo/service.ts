@@ -1,6 +1,6 @@
 /** Builds and starts the demo service (deploy/demo/service/quote_service.c) as a child process. */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { rename } from "node:fs/promises";
+import { rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -170,4 +170,22 @@ export async function startDemoService(options: DemoServiceOptions): Promise<Dem
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
   };
+}
+
+/** Writes a role file atomically (temp file + rename), so the service never reads half of it. */
+export async function writeRoleFile(roleFile: string, role: "active" | "standby"): Promise<void> {
+  const tmp = `${roleFile}.tmp${process.pid}`;
+  await writeFile(tmp, `${role}\n`);
+  await rename(tmp, roleFile);
+}
+
+/**
+ * A promote or demote hook for an agent's configuration (argv form, no shell): it rewrites the
+ * service's role file atomically with this machine's node, and the service follows within 100 ms.
+ */
+export function roleFileHook(roleFile: string, role: "active" | "standby"): string[] {
+  const script =
+    "const fs=require('fs');const [f,r]=process.argv.slice(1);" +
+    "fs.writeFileSync(f+'.tmp'+process.pid,r+'\\n');fs.renameSync(f+'.tmp'+process.pid,f)";
+  return [process.execPath, "-e", script, roleFile, role];
 }

@@ -8,7 +8,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { correctPrice, type DemoService, type Endpoint, sendLine, startDemoService } from "../../deploy/demo/index.js";
+import {
+  correctPrice,
+  type DemoService,
+  type Endpoint,
+  roleFileHook,
+  sendLine,
+  startDemoService,
+  writeRoleFile,
+} from "../../deploy/demo/index.js";
 import { buildV1, waitFor } from "./demo_helpers.js";
 
 const execFileAsync = promisify(execFile);
@@ -135,6 +143,19 @@ describe("demo service", () => {
     await writeFile(roleFile, "primary\n");
     await waitFor("complaint", async () => /does not hold 'active' or 'standby'; role stays standby/.test(s.output()));
     assert.equal(await ask(s.endpoint, "HEALTH"), "OK standby v1");
+  });
+
+  it("moves between roles when an agent runs the role-file hooks", async () => {
+    const roleFile = path.join(dir, "hook-role");
+    await writeRoleFile(roleFile, "standby");
+    const s = await start({ binary, roleFile });
+    const [cmd, ...args] = roleFileHook(roleFile, "active");
+    await execFileAsync(cmd as string, args);
+    await waitFor("hook promotion", async () => (await ask(s.endpoint, "HEALTH")) === "OK active v1");
+    const [cmd2, ...args2] = roleFileHook(roleFile, "standby");
+    await execFileAsync(cmd2 as string, args2);
+    await waitFor("hook demotion", async () => (await ask(s.endpoint, "HEALTH")) === "OK standby v1");
+    assert.doesNotMatch(s.output(), /does not hold/, "the service never saw a half-written file");
   });
 
   it("writes its pid file and removes it when stopped with SIGTERM", async () => {

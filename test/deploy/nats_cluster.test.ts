@@ -53,7 +53,7 @@ describe("three-node NATS cluster config", () => {
   const pids: number[] = [];
 
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "hotpatch-nats-"));
+    dir = await mkdtemp(path.join(tmpdir(), "hotpatch-nats-cluster-"));
     const ports = await freePorts(9);
     client = ports.slice(0, 3);
     http = ports.slice(6, 9);
