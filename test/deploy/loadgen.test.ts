@@ -114,6 +114,30 @@ describe("demo load generator", () => {
     assert.ok(r.elapsedMs < 1500 + 1000 + 500, `ended after ${r.elapsedMs} ms`);
   });
 
+  it("as a pair's client loses only the requests between the active's crash and the standby's promotion", async () => {
+    const a = await start({ binary: v1, role: "active" });
+    const b = await start({ binary: v1, role: "standby" });
+    const run = startLoadgen({
+      endpoints: [at(a.endpoint), at(b.endpoint)],
+      strategy: "failover",
+      durationMs: 1500,
+      ratePerSec: 300,
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    await a.kill();
+    await new Promise((r) => setTimeout(r, 200));
+    b.promote();
+    const r = await run.done;
+    assert.ok(r.failed > 0, "requests between the crash and the promotion are lost");
+    assert.equal(r.failures.timeout, 0);
+    const [first, second] = r.perEndpoint;
+    assert.ok(first && second);
+    assert.ok(first.served > 0 && second.served > 0, JSON.stringify(r.perEndpoint));
+    assert.ok(second.standby > 0, "the standby answered STANDBY before its promotion");
+    assert.ok(r.lastFailureMs !== null && r.lastFailureMs < (r.byVersion.v1?.lastMs ?? 0), "served again after");
+    assert.equal(r.requests, r.served + r.failed + r.standby);
+  });
+
   it("counts a silent server as timeouts, a closing one as resets, a garbage one as protocol failures", async () => {
     const silent = await misbehavingServer(() => {});
     const closing = await misbehavingServer((sock) => sock.once("data", () => sock.destroy()));
