@@ -4,7 +4,7 @@
  * 2 bad options, 130 interrupted (the summary of what ran is still printed).
  */
 import { parseArgs } from "node:util";
-import { DemoError } from "./errors.js";
+import { DemoError, DemoOptionError } from "./errors.js";
 import { formatSummary, startLoadgen } from "./loadgen.js";
 import type { LoadgenOptions, Strategy } from "./types.js";
 
@@ -26,7 +26,7 @@ wrong prices, STANDBY answers and failures. Stops by itself.
 
 function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text);
-  if (!m) throw new DemoError("EBAD_OPTION", `--duration '${text}' is not a time like 500ms, 10s or 2m`);
+  if (!m) throw new DemoOptionError("EBAD_OPTION", `--duration '${text}' is not a time like 500ms, 10s or 2m`);
   const scale = m[2] === "m" ? 60_000 : m[2] === "s" ? 1000 : 1;
   return Math.round(Number(m[1]) * scale);
 }
@@ -35,34 +35,32 @@ function parseNumber(name: string, text: string | undefined): number | undefined
   if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n)) {
-    throw new DemoError("EBAD_OPTION", `--${name} '${text}' is not a number`, { option: name, value: text });
+    throw new DemoOptionError("EBAD_OPTION", `--${name} '${text}' is not a number`, { option: name, value: text });
   }
   return n;
 }
 
+const cliOptions = {
+  endpoint: { type: "string", multiple: true },
+  duration: { type: "string" },
+  requests: { type: "string" },
+  concurrency: { type: "string" },
+  rate: { type: "string" },
+  timeout: { type: "string" },
+  strategy: { type: "string" },
+  "max-quantity": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
+
+function parseCommandLine(args: string[]) {
+  return parseArgs({ args, options: cliOptions, strict: true, allowPositionals: false }).values;
+}
+
 async function main(argv: string[]): Promise<number> {
-  let values: ReturnType<typeof parse>["values"];
-  function parse(args: string[]) {
-    return parseArgs({
-      args,
-      options: {
-        endpoint: { type: "string", multiple: true },
-        duration: { type: "string" },
-        requests: { type: "string" },
-        concurrency: { type: "string" },
-        rate: { type: "string" },
-        timeout: { type: "string" },
-        strategy: { type: "string" },
-        "max-quantity": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  }
+  let values: ReturnType<typeof parseCommandLine>;
   try {
-    values = parse(argv).values;
+    values = parseCommandLine(argv);
   } catch (err) {
     process.stderr.write(`loadgen: ${(err as Error).message}\n${usage}`);
     return 2;
