@@ -138,6 +138,26 @@ describe("demo load generator", () => {
     assert.equal(r.requests, r.served + r.failed + r.standby);
   });
 
+  it("as a pair's client loses nothing in a graceful switchover (promote the standby, then demote the active)", async () => {
+    const a = await start({ binary: v1, role: "active" });
+    const b = await start({ binary: v2, role: "standby" });
+    const run = startLoadgen({
+      endpoints: [at(a.endpoint), at(b.endpoint)],
+      strategy: "failover",
+      durationMs: 1200,
+      ratePerSec: 300,
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    b.promote();
+    await new Promise((r) => setTimeout(r, 100));
+    a.demote();
+    const r = await run.done;
+    assert.equal(r.failed, 0);
+    assert.equal(r.standby, 0);
+    assert.ok((r.byVersion.v1?.wrong ?? 0) > 0 && (r.byVersion.v2?.correct ?? 0) > 0, JSON.stringify(r.byVersion));
+    assert.ok((r.byVersion.v1?.lastMs ?? 0) <= (r.byVersion.v2?.lastMs ?? 0), "the answers moved to v2 and stayed");
+  });
+
   it("counts a silent server as timeouts, a closing one as resets, a garbage one as protocol failures", async () => {
     const silent = await misbehavingServer(() => {});
     const closing = await misbehavingServer((sock) => sock.once("data", () => sock.destroy()));
