@@ -56,6 +56,7 @@ struct DescPatch {
   char so_path[256];
   uint32_t mapping_count;
   uint32_t reserved;
+  uint64_t eh_frame;       // .eh_frame registered with the target's unwinder (0: none)
   DescMapping mappings[kMaxMappingsPerPatch];  // exactly what load mapped, so unload unmaps nothing else
   DescFunction functions[kMaxFunctionsPerPatch];
 };

@@ -153,6 +153,34 @@ struct PlannedFunction {
 
 // Why a load attempt did not finish: its chosen place was taken meanwhile.
 struct PlacementTaken {};
+// ... or a thread sat where an injected call could deadlock on it.
+struct Busy {
+  Conflict conflict;
+};
+
+// The target's C++ unwinder (libgcc's), if it has one: where to register a patch's .eh_frame so
+// that exceptions can be thrown through patch code, and the code that must be free to call it
+// (its lock is only ever held inside that code).
+struct Unwinder {
+  uint64_t register_fn;
+  uint64_t deregister_fn;
+  GuardedRange busy;
+};
+
+std::optional<Unwinder> FindUnwinder(const TargetImage& image) {
+  try {
+    const ResolvedSymbol reg = image.Resolve("__register_frame_info");
+    const ResolvedSymbol dereg = image.Resolve("__deregister_frame_info");
+    for (const Mapping& m : image.maps()) {
+      if (reg.address >= m.start && reg.address < m.end) {
+        return Unwinder{reg.address, dereg.address, {m.start, m.end, "the C++ unwinder (" + m.path + ")"}};
+      }
+    }
+  } catch (const EngineError& e) {
+    if (e.code() != "ENOSYMBOL") throw;
+  }
+  return std::nullopt;  // a C program: nothing unwinds through the patch, nothing to register
+}
 
 }  // namespace
 
@@ -181,8 +209,11 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   CopyField(record.so_path, sizeof record.so_path, visible, "patch path");  // as the target sees it
   const uint64_t span = PatchSpan(*patch);
   const uint64_t stub = ReadEntryPoint(pid);
+  const std::optional<Unwinder> unwinder = patch->eh_frame != 0 ? FindUnwinder(image) : std::nullopt;
+  const auto deadline = Clock::now() + opts.safety_timeout;
+  auto backoff = std::chrono::microseconds(500);
 
-  for (int placement = 0; placement < kPlacementAttempts; ++placement) {
+  for (int placement = 0; placement < kPlacementAttempts;) {
     // Near the first old function when there is room (5-byte jumps), else anywhere (14-byte ones).
     std::optional<uint64_t> base = opts.far ? std::nullopt : ChooseBase(maps, old_fns.front().address, span);
     if (!base) base = ChooseAnyBase(maps, span);
@@ -244,6 +275,12 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
         throw EngineError("EINJECT", "the target could not map the patch: " + std::string(std::strerror(static_cast<int>(-failed))));
       }
       for (const auto& w : plan.writes) stopped.memory().Write(w.addr, w.bytes);
+      if (unwinder && plan.eh_frame != 0) {
+        std::vector<GuardedRange> busy{unwinder->busy};
+        if (auto c = FindConflict(stopped, maps, busy)) throw Busy{*c};
+        stopped.InjectCall(stub, unwinder->register_fn, plan.eh_frame, plan.unwind_object);
+        record.eh_frame = plan.eh_frame;
+      }
 
       record.state = static_cast<uint32_t>(PatchState::kLoaded);
       record.base = plan.base;
@@ -279,6 +316,15 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       return result;
     } catch (const PlacementTaken&) {
       maps = ReadProcMaps(pid);  // the target mapped something there meanwhile: choose again
+      ++placement;
+    } catch (const Busy& busy) {
+      if (Clock::now() + backoff > deadline) {
+        throw EngineError("EUNSAFE_TIMEOUT", DescribeConflict(pid, busy.conflict) +
+                                                 "; registering the patch's unwind tables must wait for it");
+      }
+      if (Cancelled(opts)) throw EngineError("ECANCELLED", "cancelled while waiting for a safe moment");
+      Sleep(backoff);
+      backoff = std::min(backoff * 2, std::chrono::microseconds(64'000));
     }
   }
   throw EngineError("ENOSPACE", "the target kept taking the address range chosen for the patch; try again");
@@ -400,10 +446,18 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
     }
   }
   const uint64_t stub = ReadEntryPoint(pid);
+  std::optional<Unwinder> unwinder;
+  if (known.eh_frame != 0) {
+    ObjectCache own_cache;
+    unwinder = FindUnwinder(TargetImage(pid, opts.debug_dirs, opts.cache != nullptr ? *opts.cache : own_cache));
+    if (unwinder) ranges.push_back(unwinder->busy);
+  }
   return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
     Descriptor desc = ReadDescriptor(stopped.memory(), maps);
     DescPatch& rec = RequirePatch(desc, id, pid);
     if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+    // The unwinder must forget the tables before the memory holding them goes away.
+    if (rec.eh_frame != 0 && unwinder) stopped.InjectCall(stub, unwinder->deregister_fn, rec.eh_frame);
     for (uint32_t i = 0; i < rec.mapping_count; ++i) {
       const long r = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(rec.mappings[i].addr),
                                            static_cast<long>(rec.mappings[i].length));

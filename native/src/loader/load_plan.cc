@@ -62,9 +62,16 @@ PatchFile ReadPatch(const std::string& path) {
   }
   if (out.loads.empty()) Bad(path, "no loadable segment");
 
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) Bad(path, elf_errmsg(-1));
   for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
     GElf_Shdr sh;
     if (gelf_getshdr(scn, &sh) == nullptr) Bad(path, elf_errmsg(-1));
+    const char* section = elf_strptr(elf.get(), shstrndx, sh.sh_name);
+    // An .eh_frame holding more than its terminator means unwinding tables worth registering.
+    if (section && std::strcmp(section, ".eh_frame") == 0 && (sh.sh_flags & SHF_ALLOC) && sh.sh_size > 4) {
+      out.eh_frame = sh.sh_addr;
+    }
     if (sh.sh_type != SHT_NOBITS && sh.sh_offset + sh.sh_size > file_size) Bad(path, "a section runs past the end of the file (truncated?)");
     if (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB) {
       Elf_Data* data = elf_getdata(scn, nullptr);
@@ -155,7 +162,7 @@ LoadPlan PlanLoad(const TargetImage& target, const PatchFile& patch, const std::
   const auto [lo, hi] = Extent(patch);
   // `bias` is what st_values and r_offsets of the patch are relative to, once placed at `base`.
   const uint64_t bias = base - lo;
-  LoadPlan plan{so_path, base, hi - lo, {}, {}, {}};
+  LoadPlan plan{so_path, base, hi - lo, {}, {}, {}, 0, 0};
 
   uint64_t mapped_to = 0;
   for (const PatchSegment& s : patch.loads) {
@@ -176,6 +183,14 @@ LoadPlan PlanLoad(const TargetImage& target, const PatchFile& patch, const std::
   }
 
   for (const auto& [name, value] : patch.exports) plan.exports.emplace(name, bias + value);
+  if (patch.eh_frame != 0) {
+    // One page of our own for the unwinder's bookkeeping (libgcc's `struct object`), so that
+    // registering the tables allocates nothing inside the target.
+    plan.eh_frame = bias + patch.eh_frame;
+    plan.unwind_object = base + plan.span;
+    plan.mappings.push_back({plan.unwind_object, kPage, PROT_READ | PROT_WRITE, 0, true});
+    plan.span += kPage;
+  }
 
   for (const PatchRelocation& r : patch.relocations) {
     switch (r.type) {

@@ -35,6 +35,8 @@ struct LoadPlan {
   std::vector<SegmentMapping> mappings;      // mmap these in order, MAP_PRIVATE|MAP_FIXED_NOREPLACE
   std::vector<MemoryWrite> writes;           // then write these
   std::map<std::string, uint64_t> exports;   // the patch's defined functions and objects -> target address
+  uint64_t eh_frame = 0;                     // the patch's .eh_frame in the target, 0 if none
+  uint64_t unwind_object = 0;                // room for the unwinder's record of it
 };
 
 // Bytes of address space the patch needs (page aligned).

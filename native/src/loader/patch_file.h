@@ -28,6 +28,7 @@ struct PatchFile {
   std::vector<PatchSegment> loads;          // PT_LOAD segments in file order
   std::vector<PatchRelocation> relocations;
   std::map<std::string, uint64_t> exports;  // st_value of defined functions and objects
+  uint64_t eh_frame = 0;                     // vaddr of .eh_frame (C++ unwinding tables), 0 if none
 };
 
 // Reads and checks a patch: a 64-bit x86-64 ET_DYN without TLS or IFUNCs. Throws EELF_OPEN,
