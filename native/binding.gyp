@@ -8,6 +8,7 @@
         "src/proc_maps.cc",
         "src/engine/batch.cc",
         "src/engine/descriptor.cc",
+        "src/engine/dlopen_api.cc",
         "src/engine/patch_ops.cc",
         "src/engine/redirect.cc",
         "src/engine/safety.cc",

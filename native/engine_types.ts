@@ -25,6 +25,12 @@ export interface PatchSpec {
   soPath: string;
   /** Functions it replaces (1 to 32). */
   functions: PatchFunctionSpec[];
+  /**
+   * `mmap` (default): the engine maps and relocates the patch itself, and no code of the target runs
+   * (a C++ patch's unwind tables are registered with the target's unwinder). `dlopen`: the target's
+   * own dynamic loader loads it, called only while no thread is inside the loader or the allocator.
+   */
+  loader?: "mmap" | "dlopen";
 }
 
 /** Options of every engine operation. */
@@ -84,6 +90,8 @@ export interface PatchRecord {
   span: bigint;
   /** Load order in this process (stacked patches have higher numbers). */
   order: number;
+  /** Which loader put it there. */
+  loader: "mmap" | "dlopen";
   /** Functions it replaces. */
   functions: PatchedFunction[];
 }

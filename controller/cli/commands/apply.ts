@@ -63,18 +63,16 @@ async function run(bundlePath: string, opts: ApplyOptions, out: Output): Promise
     opts.trustedKey ? { trustedKeys: opts.trustedKey, requireSignature: true } : {},
   );
   try {
-    if (bundle.manifest.loader === "dlopen") {
-      throw Object.assign(
-        new Error(`bundle ${bundle.manifest.id} asks for the dlopen loader, which this hotpatch does not have yet`),
-        {
-          code: "EUNSUPPORTED_LOADER",
-        },
-      );
-    }
     const { ok, skipped } = await eligible(bundle, await resolveTargets(opts), opts.lib);
     const applied = await applyPatchToMany(
       ok,
-      { id: bundle.manifest.id, soPath: bundle.soPath, functions: bundle.manifest.functions },
+      {
+        id: bundle.manifest.id,
+        soPath: bundle.soPath,
+        functions: bundle.manifest.functions,
+        // "auto" left in a hand-written manifest: the mmap loader handles C and C++ alike.
+        loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
+      },
       {
         parallel: opts.parallel ?? 4,
         ...(opts.consistency ? { consistency: opts.consistency } : {}),

@@ -25,6 +25,7 @@ struct PatchSpec {
   std::string id;
   std::string so_path;
   std::vector<FunctionSpec> functions;
+  Loader loader = Loader::kMmap;
 };
 
 struct OpOptions {

@@ -159,11 +159,16 @@ void StoppedProcess::ReleaseAll() noexcept {
   stop_end_ = Clock::now();
 }
 
+void StoppedProcess::UseForInjection(pid_t tid) {
+  auto it = std::find_if(threads_.begin(), threads_.end(), [tid](const ThreadState& t) { return t.tid == tid; });
+  if (it == threads_.end()) throw EngineError("EINTERNAL", "thread " + std::to_string(tid) + " is not held");
+  std::iter_swap(threads_.begin(), it);
+}
+
 void StoppedProcess::ReleaseOthers() noexcept {
   // Keeps the first thread (the one running an injected call); lets every other one go.
-  for (size_t i = 1; i < seized_.size(); ++i) {
-    Seized& s = seized_[i];
-    if (s.tid == threads_.front().tid || !s.stopped) continue;
+  for (Seized& s : seized_) {
+    if (s.tid == threads_.front().tid || s.tid < 0 || !s.stopped) continue;
     ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal)));
     s.stopped = false;
     s.tid = -s.tid;  // released: ReleaseAll skips it

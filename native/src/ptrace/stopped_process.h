@@ -54,6 +54,11 @@ class StoppedProcess {
   // space for the arguments of injected calls (nothing of the target lives there while it is stopped).
   uint64_t Scratch(size_t len) const;
 
+  // Makes `tid` the thread injected calls run on (instead of the first, the main thread).
+  void UseForInjection(pid_t tid);
+  // Lets every thread but the injecting one run again (they stay released until the end).
+  void ReleaseOthers() noexcept;
+
   // Detaches every thread now (idempotent) and fixes the measured pause.
   void Resume();
   // Microseconds from the first interrupt to the resume (or to now while still stopped).
@@ -63,7 +68,6 @@ class StoppedProcess {
   void SeizeAll(Clock::time_point deadline);
   void WaitForStops(Clock::time_point deadline);
   void ReleaseAll() noexcept;
-  void ReleaseOthers() noexcept;
   uint64_t RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience);
 
   struct Seized {

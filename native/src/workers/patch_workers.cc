@@ -37,6 +37,7 @@ Napi::Object PatchToJs(Napi::Env env, const DescPatch& p) {
   o.Set("base", Big(env, p.base));
   o.Set("span", Big(env, p.span));
   o.Set("order", Napi::Number::New(env, static_cast<double>(p.order)));
+  o.Set("loader", p.loader == static_cast<uint32_t>(Loader::kDlopen) ? "dlopen" : "mmap");
   Napi::Array fns = Napi::Array::New(env, p.function_count);
   for (uint32_t i = 0; i < p.function_count; ++i) {
     const DescFunction& f = p.functions[i];
@@ -179,6 +180,11 @@ PatchSpec ReadSpec(const Napi::CallbackInfo& info, size_t i) {
     spec.functions.push_back({f.Get("symbol").As<Napi::String>().Utf8Value(),
                               f.Get("replacement").As<Napi::String>().Utf8Value(),
                               ParseConsistency(env, f.Get("consistency"))});
+  }
+  if (s.Has("loader") && !s.Get("loader").IsUndefined()) {
+    const std::string loader = s.Get("loader").As<Napi::String>().Utf8Value();
+    if (loader != "mmap" && loader != "dlopen") throw Napi::TypeError::New(env, "spec.loader must be 'mmap' or 'dlopen'");
+    spec.loader = loader == "dlopen" ? Loader::kDlopen : Loader::kMmap;
   }
   return spec;
 }
