@@ -12,7 +12,7 @@ import { type ElfInfo, type ElfSymbol, readElf } from "../native/index.js";
 import { BASE_FLAGS, compilePatch, compilerVersion, sourceLanguage } from "./compile.js";
 import { BundleError, throwIfAborted } from "./errors.js";
 import { packBundle, SO_FILE, writeBundleFiles } from "./files.js";
-import { baseName, neededLibraries } from "./libraries.js";
+import { baseName, neededLibraries, readDynamicDeps } from "./libraries.js";
 import { ID_PATTERN, QUALIFIED_SYMBOL, SYMBOL_NAME, serializeManifest } from "./manifest.js";
 import { keyIdOf, loadPrivateKey, signManifest } from "./signature.js";
 import type {
@@ -79,6 +79,13 @@ function findTargetFunction(target: ElfInfo, fn: BundleFunction): ElfSymbol {
   }
   const byAddress = new Map<bigint, ElfSymbol>();
   for (const s of candidates) if (!byAddress.has(s.value) || s.table === "symtab") byAddress.set(s.value, s);
+  if (byAddress.size > 1 && [...byAddress.values()].every((s) => s.binding !== "local")) {
+    throw new BundleError(
+      "EAMBIGUOUS_SYMBOL",
+      `${fn.symbol} is exported ${byAddress.size} times by ${target.path} (symbol versions); hotpatch cannot choose a symbol version yet`,
+      { path: target.path, symbol: fn.symbol },
+    );
+  }
   if (byAddress.size > 1) {
     const files = [...byAddress.values()].map((s) => s.file ?? "(exported)").join(", ");
     throw new BundleError(
@@ -199,9 +206,12 @@ function usesExceptions(patch: ElfInfo): boolean {
   );
 }
 
-function targetKind(target: ElfInfo): TargetKind {
+/** ET_EXEC, or a PIE: DF_1_PIE, or (older linkers) an interpreter and no soname. libc has an interpreter too, and a soname. */
+async function targetKind(target: ElfInfo): Promise<TargetKind> {
   if (target.type === "executable") return "executable";
-  return target.programHeaders.some((p) => p.type === PT_INTERP) ? "executable" : "library";
+  const dyn = await readDynamicDeps(target);
+  if (dyn.pie) return "executable";
+  return target.programHeaders.some((p) => p.type === PT_INTERP) && dyn.soname === null ? "executable" : "library";
 }
 
 async function readTarget(file: string): Promise<ElfInfo> {
@@ -327,7 +337,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
     const manifest: BundleManifest = {
       schema: 1,
       id: opts.id ?? defaultId(opts.source, soSha),
-      target: { path: path.resolve(opts.target), buildId: target.buildId as string, kind: targetKind(target) },
+      target: { path: path.resolve(opts.target), buildId: target.buildId as string, kind: await targetKind(target) },
       functions,
       loader,
       sha256: soSha,
