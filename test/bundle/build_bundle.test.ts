@@ -7,7 +7,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { BundleError, buildBundle, checkBundleTarget, openBundle } from "../../bundle/index.js";
+import { BundleError, buildBundle, checkBundleTarget, generateKeyPair, openBundle } from "../../bundle/index.js";
 import { compileFixture, fixtureSource, runTool } from "../helpers/fixtures.js";
 
 function rejectsWith(code: string, match?: RegExp) {
@@ -303,6 +303,51 @@ describe("buildBundle", () => {
       [{ target, source: "fix.txt", functions: ["compute"], out: out() }, /C \(\.c\) or C\+\+/],
     ];
     for (const [opts, match] of cases) await assert.rejects(buildBundle(opts), rejectsWith("EBUILD_ARGS", match));
+  });
+
+  it("refuses missing inputs and a key that cannot sign, each with its code", async () => {
+    const source = fixtureSource("bundle/fix_compute.c");
+    await assert.rejects(
+      buildBundle({ target: path.join(tmp, "no-such-binary"), source, functions: ["compute"], out: out() }),
+      rejectsWith("EBAD_TARGET", /no-such-binary/),
+    );
+    await assert.rejects(
+      buildBundle({ target, source: path.join(tmp, "no-such-fix.c"), functions: ["compute"], out: out() }),
+      rejectsWith("EIO", /no-such-fix\.c/),
+    );
+    const keys = await generateKeyPair();
+    await assert.rejects(
+      buildBundle({ target, source, functions: ["compute"], signKey: keys.publicKey, out: out() }),
+      rejectsWith("EBAD_KEY", /not a PEM private key/),
+    );
+  });
+
+  it("warns that the dlopen loader cannot reach a static of the target", async () => {
+    const result = await buildBundle({
+      target,
+      source: fixtureSource("bundle/fix_scale.c"),
+      functions: ["counter.c:scale=scale_v2"],
+      loader: "dlopen",
+      out: out(),
+    });
+    assert.equal(result.manifest.loader, "dlopen");
+    assert.ok(
+      result.warnings.some((w) => /counter is a static .* dlopen/.test(w)),
+      result.warnings.join("; "),
+    );
+  });
+
+  it("refuses a C++ fix forced onto the mmap loader in a C target: libstdc++ is not there (ENOSYMBOL)", async () => {
+    await assert.rejects(
+      buildBundle({
+        target,
+        source: fixtureSource("bundle/throws.cc"),
+        functions: ["counter.c:scale=scale_v2"],
+        loader: "mmap",
+        out: out(),
+      }),
+      rejectsWith("ENOSYMBOL", /__cxa_\w+/),
+    );
   });
 
   it("refuses a target without a build-id with EBAD_TARGET", async () => {
