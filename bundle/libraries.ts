@@ -11,6 +11,9 @@ const DT_NULL = 0n;
 const DT_NEEDED = 1n;
 const DT_RPATH = 15n;
 const DT_RUNPATH = 29n;
+const DT_SONAME = 14n;
+const DT_FLAGS_1 = 0x6ffffffbn;
+const DF_1_PIE = 0x08000000n;
 /** Most libraries followed from one file; real services need a few dozen. */
 const MAX_LIBRARIES = 256;
 
@@ -30,6 +33,10 @@ export interface DynamicDeps {
   needed: string[];
   /** DT_RUNPATH, else DT_RPATH, directories with `$ORIGIN` expanded. */
   searchPath: string[];
+  /** DT_SONAME, or null (executables have none). */
+  soname: string | null;
+  /** Whether DT_FLAGS_1 carries DF_1_PIE (set by binutils 2.33+ on PIE executables). */
+  pie: boolean;
 }
 
 function cString(table: Buffer, offset: number): string {
@@ -41,28 +48,33 @@ function cString(table: Buffer, offset: number): string {
 export async function readDynamicDeps(elf: ElfInfo): Promise<DynamicDeps> {
   const dynamic = elf.sections.find((s) => s.name === ".dynamic");
   const dynstr = elf.sections.find((s) => s.name === ".dynstr");
-  if (!dynamic || !dynstr || dynamic.size === 0n) return { needed: [], searchPath: [] };
+  if (!dynamic || !dynstr || dynamic.size === 0n) return { needed: [], searchPath: [], soname: null, pie: false };
   const file = await readFile(elf.path);
   const dyn = file.subarray(Number(dynamic.offset), Number(dynamic.offset + dynamic.size));
   const strings = file.subarray(Number(dynstr.offset), Number(dynstr.offset + dynstr.size));
   const needed: string[] = [];
   let runpath: string | null = null;
   let rpath: string | null = null;
+  let soname: string | null = null;
+  let pie = false;
   for (let at = 0; at + 16 <= dyn.length; at += 16) {
     const tag = dyn.readBigInt64LE(at);
-    const value = Number(dyn.readBigUInt64LE(at + 8));
+    const raw = dyn.readBigUInt64LE(at + 8);
+    const value = Number(raw);
     if (tag === DT_NULL) break;
+    if (tag === DT_FLAGS_1) pie = (raw & DF_1_PIE) !== 0n;
     if (value >= strings.length) continue;
     if (tag === DT_NEEDED) needed.push(cString(strings, value));
     else if (tag === DT_RUNPATH) runpath = cString(strings, value);
     else if (tag === DT_RPATH) rpath = cString(strings, value);
+    else if (tag === DT_SONAME) soname = cString(strings, value);
   }
   const origin = path.dirname(path.resolve(elf.path));
   const searchPath = (runpath ?? rpath ?? "")
     .split(":")
     .filter((d) => d !== "")
     .map((d) => d.replace(/\$(ORIGIN|\{ORIGIN\})/g, origin));
-  return { needed, searchPath };
+  return { needed, searchPath, soname, pie };
 }
 
 async function ldSoConfDirs(): Promise<string[]> {

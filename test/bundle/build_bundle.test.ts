@@ -7,7 +7,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { BundleError, buildBundle, checkBundleTarget, openBundle } from "../../bundle/index.js";
+import { BundleError, buildBundle, checkBundleTarget, generateKeyPair, openBundle } from "../../bundle/index.js";
 import { compileFixture, fixtureSource, runTool } from "../helpers/fixtures.js";
 
 function rejectsWith(code: string, match?: RegExp) {
@@ -116,6 +116,76 @@ describe("buildBundle", () => {
     assert.match(await runTool("readelf", ["-SW", path.join(result.dir as string, "patch.so")]), /\.gcc_except_table/);
   });
 
+  it("builds a bundle for a shared library, resolving libc through the library's DT_NEEDED", async () => {
+    const lib = await compileFixture("c/libshape.c", ["-shared", "-fPIC", "-O2", "-Wl,-soname,libshape.so"]);
+    const result = await buildBundle({
+      target: lib,
+      source: fixtureSource("bundle/fix_shape.c"),
+      functions: ["shape_sides=shape_sides_v2"],
+      out: out(),
+    });
+    assert.equal(result.manifest.target.kind, "library");
+    assert.match(await runTool("readelf", ["-dW", lib]), /NEEDED.*libc\.so\.6/);
+  });
+
+  it("calls a PIE an executable and libc (which has an interpreter too) a library", async () => {
+    const pie = await buildBundle({
+      target,
+      source: fixtureSource("bundle/fix_compute.c"),
+      functions: ["compute"],
+      out: out(),
+    });
+    assert.equal(pie.manifest.target.kind, "executable");
+    const exe = await buildBundle({
+      target: nonPie,
+      source: fixtureSource("bundle/fix_compute.c"),
+      functions: ["compute"],
+      out: out(),
+    });
+    assert.equal(exe.manifest.target.kind, "executable");
+  });
+
+  it("refuses an ifunc resolver (libc's strlen) with ENOT_FUNCTION", async () => {
+    const libc = (await runTool("gcc", ["-print-file-name=libc.so.6"])).trim();
+    await assert.rejects(
+      buildBundle({
+        target: libc,
+        source: fixtureSource("bundle/fix_compute.c"),
+        functions: ["strlen=compute"],
+        out: out(),
+      }),
+      rejectsWith("ENOT_FUNCTION", /ifunc/),
+    );
+  });
+
+  it("refuses a name exported in several symbol versions (libc's memcpy) with EAMBIGUOUS_SYMBOL", async () => {
+    const libc = (await runTool("gcc", ["-print-file-name=libc.so.6"])).trim();
+    await assert.rejects(
+      buildBundle({
+        target: libc,
+        source: fixtureSource("bundle/fix_compute.c"),
+        functions: ["memcpy=compute"],
+        out: out(),
+      }),
+      rejectsWith("EAMBIGUOUS_SYMBOL", /symbol versions/),
+    );
+  });
+
+  it("an aborted build stops with EABORTED and leaves nothing at --out", async () => {
+    const dir = out();
+    const ac = new AbortController();
+    const build = buildBundle({
+      target,
+      source: fixtureSource("bundle/fix_scale.c"),
+      functions: ["counter.c:scale=scale_v2"],
+      out: dir,
+      signal: ac.signal,
+    });
+    ac.abort();
+    await assert.rejects(build, rejectsWith("EABORTED"));
+    await assert.rejects(readdir(dir), { code: "ENOENT" });
+  });
+
   it("refuses an unknown target function with ENOSYMBOL and writes nothing", async () => {
     const dir = out();
     await assert.rejects(
@@ -149,6 +219,22 @@ describe("buildBundle", () => {
       buildBundle({ target: short, source: fixtureSource("bundle/tiny.c"), functions: ["tiny"], out: out() }),
       rejectsWith("EFUNC_TOO_SHORT", new RegExp(`tiny .* is ${size[1]} bytes? long`)),
     );
+  });
+
+  it("an unqualified static defined in two files is EAMBIGUOUS_SYMBOL; file.c:name picks one", async () => {
+    const two = await compileFixture("c/two_statics_a.c", ["-O2", fixtureSource("c/two_statics_b.c")]);
+    const source = fixtureSource("bundle/fix_helper.c");
+    await assert.rejects(
+      buildBundle({ target: two, source, functions: ["helper=helper_v2"], out: out() }),
+      rejectsWith("EAMBIGUOUS_SYMBOL", /two_statics_a\.c.*two_statics_b\.c.*FILE\.c:helper/),
+    );
+    const result = await buildBundle({
+      target: two,
+      source,
+      functions: ["two_statics_b.c:helper=helper_v2"],
+      out: out(),
+    });
+    assert.equal(result.manifest.functions[0]?.symbol, "two_statics_b.c:helper");
   });
 
   it("refuses a data symbol with ENOT_FUNCTION", async () => {
@@ -217,6 +303,51 @@ describe("buildBundle", () => {
       [{ target, source: "fix.txt", functions: ["compute"], out: out() }, /C \(\.c\) or C\+\+/],
     ];
     for (const [opts, match] of cases) await assert.rejects(buildBundle(opts), rejectsWith("EBUILD_ARGS", match));
+  });
+
+  it("refuses missing inputs and a key that cannot sign, each with its code", async () => {
+    const source = fixtureSource("bundle/fix_compute.c");
+    await assert.rejects(
+      buildBundle({ target: path.join(tmp, "no-such-binary"), source, functions: ["compute"], out: out() }),
+      rejectsWith("EBAD_TARGET", /no-such-binary/),
+    );
+    await assert.rejects(
+      buildBundle({ target, source: path.join(tmp, "no-such-fix.c"), functions: ["compute"], out: out() }),
+      rejectsWith("EIO", /no-such-fix\.c/),
+    );
+    const keys = await generateKeyPair();
+    await assert.rejects(
+      buildBundle({ target, source, functions: ["compute"], signKey: keys.publicKey, out: out() }),
+      rejectsWith("EBAD_KEY", /not a PEM private key/),
+    );
+  });
+
+  it("warns that the dlopen loader cannot reach a static of the target", async () => {
+    const result = await buildBundle({
+      target,
+      source: fixtureSource("bundle/fix_scale.c"),
+      functions: ["counter.c:scale=scale_v2"],
+      loader: "dlopen",
+      out: out(),
+    });
+    assert.equal(result.manifest.loader, "dlopen");
+    assert.ok(
+      result.warnings.some((w) => /counter is a static .* dlopen/.test(w)),
+      result.warnings.join("; "),
+    );
+  });
+
+  it("refuses a C++ fix forced onto the mmap loader in a C target: libstdc++ is not there (ENOSYMBOL)", async () => {
+    await assert.rejects(
+      buildBundle({
+        target,
+        source: fixtureSource("bundle/throws.cc"),
+        functions: ["counter.c:scale=scale_v2"],
+        loader: "mmap",
+        out: out(),
+      }),
+      rejectsWith("ENOSYMBOL", /__cxa_\w+/),
+    );
   });
 
   it("refuses a target without a build-id with EBAD_TARGET", async () => {

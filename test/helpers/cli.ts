@@ -1,5 +1,6 @@
 /** Runs the built `hotpatch` command as a user would, and returns its exit code and output. */
 import { execFile } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -14,10 +15,17 @@ export interface CliResult {
 
 export function hotpatch(args: string[], options: { uid?: number; gid?: number } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [hotpatchBin, ...args], { ...options, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    // Applied patches are kept in a folder of the tests' own, not the host's /var/lib/hotpatch.
+    const env = { ...process.env, HOTPATCH_PATCH_DIR: path.join(os.tmpdir(), "hotpatch-test-patches") };
+    execFile(
+      process.execPath,
+      [hotpatchBin, ...args],
+      { ...options, env, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 

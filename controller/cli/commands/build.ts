@@ -7,7 +7,7 @@ import { createOutput } from "../output.js";
 interface BuildCliOptions {
   target: string;
   source: string;
-  function: string[];
+  function?: string[];
   cflags?: string;
   id?: string;
   loader: LoaderKind;
@@ -18,8 +18,8 @@ interface BuildCliOptions {
   json?: boolean;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 export function registerBuild(program: Command): void {
@@ -32,7 +32,6 @@ export function registerBuild(program: Command): void {
       "--function <old[=new]>",
       "function to replace (file.c:name for a static), and its replacement (default: same name); repeatable",
       collect,
-      [],
     )
     .option("--cflags <flags>", "extra compiler flags, split on spaces (after -shared -fPIC -O2)")
     .option("--id <id>", "patch id (letters, digits, . _ -); default: source name and patch hash")
@@ -57,7 +56,7 @@ export function registerBuild(program: Command): void {
         const result = await buildBundle({
           target: opts.target,
           source: opts.source,
-          functions: opts.function,
+          functions: opts.function ?? [],
           cflags: (opts.cflags ?? "").split(/\s+/).filter((f) => f !== ""),
           loader: opts.loader,
           out: opts.out,

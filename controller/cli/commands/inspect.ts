@@ -5,13 +5,13 @@ import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 
 interface InspectCliOptions {
-  trustedKey: string[];
+  trustedKey?: string[];
   target?: string;
   json?: boolean;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function describeSignature(r: InspectReport, keysGiven: boolean): string {
@@ -73,15 +73,16 @@ export function registerInspect(program: Command): void {
     .command("inspect")
     .description("show what a bundle will do, and check its hash, signature and (with --target) build-id")
     .argument("<bundle>", "bundle directory or .tar")
-    .option("--trusted-key <pubkey>", "public key (PEM file) whose signature is trusted; repeatable", collect, [])
+    .option("--trusted-key <pubkey>", "public key (PEM file) whose signature is trusted; repeatable", collect)
     .option("--target <file>", "check that this ELF file has the bundle's build-id")
     .option("--json", "print one JSON document")
     .action(async (bundle: string, opts: InspectCliOptions) => {
       const out = createOutput(opts.json === true);
       try {
-        const keysGiven = opts.trustedKey.length > 0;
+        const trustedKeys = opts.trustedKey ?? [];
+        const keysGiven = trustedKeys.length > 0;
         const report = await inspectBundle(bundle, {
-          trustedKeys: opts.trustedKey,
+          trustedKeys,
           ...(opts.target !== undefined ? { elfPath: opts.target } : {}),
         });
         out.record({ bundle, ...report });
