@@ -39,22 +39,34 @@ export function registerPs(program: Command): void {
     .command("ps")
     .description("list the patches in running processes (read from each process itself)")
     .option("--pid <pid>", "only this process", parsePid)
-    .option("--json", "print one JSON object per process")
+    .option("--json", "print one JSON object per process ({pid, patches} or {pid, error})")
     .action(async (opts: PsOptions) => {
       const out = createOutput(opts.json === true);
       try {
-        const pids = opts.pid !== undefined ? [opts.pid] : await patchedPids();
+        if (opts.pid !== undefined) {
+          const patches = await listPatches(opts.pid);
+          out.record({ pid: opts.pid, patches });
+          for (const p of patches) for (const line of describe(opts.pid, p)) out.line(line);
+          if (patches.length === 0) out.line(`process ${opts.pid} carries no patch`);
+          process.exitCode = ExitCode.Ok;
+          return;
+        }
+        // A scan lists what it can read; a process that cannot be read is named on stderr with
+        // its code (it may be gone by now, or carry a descriptor of another hotpatch version).
         let shown = 0;
-        for (const pid of pids) {
-          const patches = await listPatches(pid);
-          out.record({ pid, patches });
-          for (const p of patches) {
-            for (const line of describe(pid, p)) out.line(line);
-            shown++;
+        for (const pid of await patchedPids()) {
+          try {
+            const patches = await listPatches(pid);
+            out.record({ pid, patches });
+            for (const p of patches) for (const line of describe(pid, p)) out.line(line);
+            shown += patches.length;
+          } catch (err) {
+            const code = (err as { code?: string }).code ?? "EINTERNAL";
+            out.record({ pid, error: { code, message: (err as Error).message } });
+            process.stderr.write(`hotpatch: process ${pid}: [${code}] ${(err as Error).message}\n`);
           }
         }
-        if (shown === 0)
-          out.line(opts.pid !== undefined ? `process ${opts.pid} carries no patch` : "no process carries a patch");
+        if (shown === 0) out.line("no process carries a patch");
         process.exitCode = ExitCode.Ok;
       } catch (err) {
         process.exitCode = out.fail(err);
