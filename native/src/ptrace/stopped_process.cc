@@ -1,6 +1,7 @@
 #include "stopped_process.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -90,9 +91,9 @@ void StoppedProcess::SeizeAll(Clock::time_point deadline) {
 }
 
 void StoppedProcess::WaitForStops(Clock::time_point deadline) {
-  // Spin first: each sleep gives up the CPU, and on a machine whose cores are all taken by the
-  // target's busy threads, getting it back costs up to a scheduler tick per sleep. Threads stop
-  // within microseconds of being scheduled, so a short spin almost always ends the wait.
+  // Poll with sched_yield first: a sleep gives up the CPU, and on a machine whose cores are all
+  // taken by the target's busy threads, getting it back costs up to a scheduler tick. Threads stop
+  // within microseconds of being scheduled, so a short yielding poll almost always ends the wait.
   const auto spin_until = Clock::now() + std::chrono::milliseconds(5);
   long backoff_ns = 20'000;
   for (;;) {
@@ -129,7 +130,10 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       throw EngineError("ESTOP_TIMEOUT", "threads" + stuck + " of process " + std::to_string(pid_) +
                                              " did not stop in time (uninterruptible sleep?)");
     }
-    if (Clock::now() < spin_until) continue;
+    if (Clock::now() < spin_until) {
+      sched_yield();  // let a target thread that needs this CPU run, without giving it up for a tick
+      continue;
+    }
     ShortSleep(backoff_ns);
     backoff_ns = std::min(backoff_ns * 2, 200'000L);
   }
@@ -203,6 +207,8 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
     failure = "PTRACE_CONT";
   } else {
     bool others_released = false;
+    // An injected system call returns within microseconds: spin a little before sleeping.
+    const auto spin_until = Clock::now() + std::chrono::microseconds(500);
     for (;;) {
       int status = 0;
       const pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
@@ -211,7 +217,8 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
           ReleaseOthers();  // a lock holder among them can now finish, and so can our call
           others_released = true;
         }
-        ShortSleep(others_released ? 1'000'000 : 20'000);
+        if (Clock::now() < spin_until) sched_yield();
+        else ShortSleep(others_released ? 1'000'000 : 20'000);
         continue;
       }
       if (r < 0 || !WIFSTOPPED(status)) {
