@@ -8,10 +8,19 @@ export type EngineErrorCode =
   | "ENOPROCESS"
   /** The process exists but its /proc entries may not be read by this user. */
   | "EPERM_PROC"
+  /** The kernel's process-event connector refused us (needs root or CAP_NET_ADMIN). */
+  | "EPERM_PROC_EVENTS"
   /** A failure the engine did not expect; the message says what happened. */
   | "EINTERNAL";
 
-const knownCodes = new Set<string>(["EELF_OPEN", "EBAD_ELF", "ENOPROCESS", "EPERM_PROC", "EINTERNAL"]);
+const knownCodes = new Set<string>([
+  "EELF_OPEN",
+  "EBAD_ELF",
+  "ENOPROCESS",
+  "EPERM_PROC",
+  "EPERM_PROC_EVENTS",
+  "EINTERNAL",
+]);
 
 /** Context attached to an engine error: what was being operated on. */
 export interface EngineErrorContext {

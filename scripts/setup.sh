@@ -24,6 +24,7 @@ declare -A probe=(
   [nats-server]=/usr/sbin/nats-server
   [docker.io]=/usr/sbin/dockerd
   [iproute2]=/usr/sbin/ip
+  [openssl]=/usr/bin/openssl
 )
 
 install_system() {

@@ -1,5 +1,6 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerAgent } from "./commands/agent.js";
 import { registerElf } from "./commands/elf.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
+  registerAgent(program);
   registerElf(program);
   return program;
 }
