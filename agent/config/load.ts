@@ -109,9 +109,13 @@ class Reader {
   /** A command as a list of strings, or one string split on spaces. */
   command(v: unknown, field: string, timeoutMs: number): CommandConfig | undefined {
     if (v === undefined) return undefined;
-    const o = typeof v === "string" || Array.isArray(v) ? { run: v } : this.obj(v, field);
-    if (!o) return undefined;
-    if (!Array.isArray(v) && typeof v !== "string") this.known(o, field, ["run", "timeoutMs"]);
+    const isMap = v !== null && typeof v === "object" && !Array.isArray(v);
+    if (typeof v !== "string" && !Array.isArray(v) && !isMap) {
+      this.bad(field, `expected a command: a string, a list of arguments, or {run, timeoutMs}; got ${this.show(v)}`);
+      return undefined;
+    }
+    const o = isMap ? (v as Obj) : { run: v };
+    if (isMap) this.known(o, field, ["run", "timeoutMs"]);
     const run = o.run;
     const argv = typeof run === "string" ? run.split(/\s+/).filter(Boolean) : run;
     if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string" && a.length > 0)) {
