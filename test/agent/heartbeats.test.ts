@@ -45,7 +45,11 @@ describe("heartbeats and peer watch", () => {
       }),
     );
     watcher = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-    watcher.subscribe("hotpatch.hb.c1.p1.node-a", { callback: (_e, m) => beats.push(Heartbeat.decode(m.data)) });
+    watcher.subscribe("hotpatch.hb.c1.p1.node-a", {
+      callback: (_e, m) => {
+        beats.push(Heartbeat.decode(m.data));
+      },
+    });
   });
 
   after(async () => {
