@@ -2,7 +2,7 @@
 import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Event, Role } from "../proto/index.js";
+import { Event } from "../proto/index.js";
 import { AuditLog } from "./audit/audit_log.js";
 import type { AgentConfig } from "./config/types.js";
 import { nativeEngine } from "./engine/native_engine.js";

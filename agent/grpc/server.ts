@@ -136,7 +136,7 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;
-        return svc.stageBundle({ bundleId: h.bundleId, size: h.size, sha256: h.sha256 }, chunksOf(first, it), ctx);
+        return svc.stageBundle({ bundleId: h.bundleId, size: h.size, sha256: h.sha256 }, chunksOf(it), ctx);
       };
       work().then(
         (res) => {
