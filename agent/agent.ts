@@ -143,8 +143,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       id,
       config.heartbeat.intervalMs,
       () => ({
-        role:
-          role.role === "active" ? Role.ROLE_ACTIVE : role.role === "standby" ? Role.ROLE_STANDBY : Role.ROLE_UNKNOWN,
+        role: roleToProto(role.role),
         services: health.map((h) => ({
           name: h.name,
           healthy: h.healthy,

@@ -95,11 +95,7 @@ function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ct
 }
 
 /** The chunks of an upload after its header; the first message must be the header. */
-async function* chunksOf(
-  first: IteratorResult<StageBundleRequest>,
-  it: AsyncIterator<StageBundleRequest>,
-): AsyncGenerator<Uint8Array> {
-  void first;
+async function* chunksOf(it: AsyncIterator<StageBundleRequest>): AsyncGenerator<Uint8Array> {
   for (;;) {
     const next = await it.next();
     if (next.done) return;
