@@ -22,8 +22,6 @@ export type AgentErrorCode =
   | "ECANCELLED"
   /** A promote/demote hook failed or timed out. */
   | "EHOOK"
-  /** The native engine is not available in this build. */
-  | "ENO_ENGINE"
   /** NATS could not be reached or refused an operation. */
   | "ENATS"
   /** A failure the agent did not expect; the message says what happened. */

@@ -52,6 +52,8 @@ export interface OpResult {
   pauseUs: number;
   /** Stops it took (safety-check retries). */
   attempts: number;
+  /** False when the process was already in the asked state (nothing was done). */
+  changed: boolean;
 }
 
 /** The engine operations the agent needs. Errors carry a stable `.code` (ENOSYMBOL, EUNSAFE_TIMEOUT, ETARGET_EXITED, ...). */

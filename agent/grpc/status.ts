@@ -14,7 +14,6 @@ const byCode: Record<AgentErrorCode, status> = {
   EDEADLINE: status.DEADLINE_EXCEEDED,
   ECANCELLED: status.CANCELLED,
   EHOOK: status.ABORTED,
-  ENO_ENGINE: status.UNIMPLEMENTED,
   ENATS: status.UNAVAILABLE,
   EINTERNAL: status.INTERNAL,
 };

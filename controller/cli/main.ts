@@ -2,6 +2,8 @@
 import { Command, CommanderError } from "commander";
 import { registerAgent } from "./commands/agent.js";
 import { registerElf } from "./commands/elf.js";
+import { registerPs } from "./commands/ps.js";
+import { registerRevert } from "./commands/revert.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
 
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerAgent(program);
   registerElf(program);
+  registerPs(program);
+  registerRevert(program);
   return program;
 }
 

@@ -9,7 +9,6 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import type { RunningAgent } from "../../agent/index.js";
-import * as native from "../../native/index.js";
 import { readElf } from "../../native/index.js";
 import { type AgentServiceClient, Outcome, Role, type WatchEventsResponse } from "../../proto/index.js";
 import {
@@ -272,23 +271,6 @@ describe("agent gRPC service (mTLS)", () => {
       assert.deepEqual(
         results.map((r) => [r.pid, r.outcome, r.errorCode]),
         [[otherFixture.pid, Outcome.OUTCOME_SKIPPED, "ETARGET_MISMATCH"]],
-      );
-    });
-
-    it("without a patch engine in the build, Apply fails per process with ENO_ENGINE", {
-      skip: typeof (native as Record<string, unknown>).applyPatch === "function",
-    }, async () => {
-      const { results } = await call(client, client.apply, {
-        bundleId: "fix-1",
-        selector: { exePath: counter, buildId: "", pid: 0, cgroup: "", libraryPath: "" },
-        consistency: 0,
-        safetyTimeoutMs: 0,
-        requestedBy: "ci",
-        followNewProcesses: false,
-      });
-      assert.deepEqual(
-        results.map((r) => [r.pid, r.outcome, r.errorCode]),
-        [[fixture.pid, Outcome.OUTCOME_FAILED, "ENO_ENGINE"]],
       );
     });
   });
