@@ -272,8 +272,9 @@ export class AgentService {
           { id: bundle.id, soPath: bundle.soPath, functions: bundle.manifest.functions },
           { consistency, safetyTimeoutMs, debugDirs: this.d.config.debugDirs, ...(signal ? { signal } : {}) },
         );
-        this.d.metrics.pauseUs.observe({ op: "apply" }, r.pauseUs);
         this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
+        if (!r.changed) return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
+        this.d.metrics.pauseUs.observe({ op: "apply" }, r.pauseUs);
         this.d.events.emit({
           kind: "patch.applied",
           patchId: bundle.id,

@@ -1,8 +1,10 @@
 /** Starting real agents for tests: config files on disk, dev certificates, gRPC clients, bundles. */
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { pino } from "pino";
 import { create as createTar } from "tar";
@@ -128,6 +130,7 @@ export async function makeBundle(
   id: string,
   target: { path: string; buildId?: string },
   soFile: string,
+  functions = [{ symbol: "compute", replacement: "compute_fixed" }],
 ): Promise<Buffer> {
   const work = await mkdtemp(path.join(dir, "bundle-"));
   const so = await readFile(soFile);
@@ -135,7 +138,7 @@ export async function makeBundle(
   const manifest = {
     id,
     target,
-    functions: [{ symbol: "compute", replacement: "compute_fixed" }],
+    functions,
     so: "patch.so",
     soSha256: createHash("sha256").update(so).digest("hex"),
   };
@@ -165,4 +168,43 @@ export async function waitFor<T>(
 export function must<T>(v: T | null | undefined, what: string): T {
   if (v === null || v === undefined) throw new Error(`missing ${what}`);
   return v;
+}
+
+/** An agent run as an operator runs it: `hotpatch agent --config FILE --json` in its own process. */
+export interface CliAgent {
+  grpcPort: number;
+  metricsPort: number | null;
+  child: ChildProcess;
+  /** Sends `signal` and waits for the exit; resolves with the exit code (null after a signal kill). */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
+}
+
+const binPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/hotpatch.js");
+
+export async function startCliAgent(configFile: string): Promise<CliAgent> {
+  const child = spawn("node", [binPath, "agent", "--config", configFile, "--json"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const started = await new Promise<{ grpcPort: number; metricsPort: number | null }>((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000);
+    });
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n").find((l) => l.includes('"started"'));
+      if (line) resolve(JSON.parse(line).started);
+    });
+    void exited.then((code) => reject(new Error(`agent exited with ${code}: ${err}`)));
+  });
+  return {
+    ...started,
+    child,
+    async kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
 }
