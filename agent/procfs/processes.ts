@@ -59,8 +59,12 @@ export class BuildIdCache {
   private readonly byFile = new Map<string, string | null>();
 
   /** Build-id of a process's executable (read through /proc/PID/exe, so container paths work), or null. */
-  async forProcess(pid: number): Promise<string | null> {
-    const exe = `/proc/${pid}/exe`;
+  forProcess(pid: number): Promise<string | null> {
+    return this.forFile(`/proc/${pid}/exe`);
+  }
+
+  /** Build-id of an ELF file, or null when it has none or cannot be read. */
+  async forFile(exe: string): Promise<string | null> {
     let key: string;
     try {
       const s = await stat(exe);

@@ -3,6 +3,7 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
+import { readMaps } from "../../native/index.js";
 import {
   type ApplyRequest,
   type Event,
@@ -164,14 +165,72 @@ export class AgentService {
     );
   }
 
-  private checkAllowed(bundle: VerifiedBundle): void {
-    if (!this.d.allow.allows(bundle.manifest.target.path)) {
+  /** At staging: a bundle that names its target path must name one this agent may patch. */
+  private checkStageAllowed(bundle: VerifiedBundle): void {
+    const file = bundle.manifest.target.path;
+    if (file && !this.d.allow.allows(file)) {
       throw new AgentError(
         "ENOT_ALLOWED",
-        `bundle ${bundle.id} patches ${bundle.manifest.target.path}, which is not on this agent's allow-list (config: allow)`,
-        { bundleId: bundle.id, path: bundle.manifest.target.path },
+        `bundle ${bundle.id} is for ${file}, which is not on this agent's allow-list (config: allow)`,
+        {
+          bundleId: bundle.id,
+          path: file,
+        },
       );
     }
+  }
+
+  /**
+   * The file in process `p` that `bundle` patches (the executable, or a mapped library) found by
+   * build-id, or why the process is not a target of this bundle.
+   */
+  private async targetFile(
+    p: ProcessFacts,
+    bundle: VerifiedBundle,
+  ): Promise<{ file: string } | { code: string; message: string }> {
+    const t = bundle.manifest.target;
+    if (t.kind === "executable") {
+      const id = await this.d.ids.forProcess(p.pid);
+      if (id === t.buildId) return { file: p.exePath };
+      return {
+        code: "EBUILDID",
+        message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}; bundle ${bundle.id} is for build-id ${t.buildId}`,
+      };
+    }
+    const maps = await readMaps(p.pid).catch(() => []);
+    const files = [...new Set(maps.filter((m) => m.path.startsWith("/") && m.inode !== 0).map((m) => m.path))];
+    for (const f of files) {
+      if ((await this.d.ids.forFile(`/proc/${p.pid}/root${f}`)) === t.buildId) return { file: f };
+    }
+    return {
+      code: "EBUILDID",
+      message: `process ${p.pid} maps no library with build-id ${t.buildId} (bundle ${bundle.id})`,
+    };
+  }
+
+  /** Splits matched processes into targets, skipped ones (not this bundle's target) and a refusal when a target file is not allow-listed. */
+  private async partition(
+    procs: ProcessFacts[],
+    bundle: VerifiedBundle,
+    op: string,
+  ): Promise<{ targets: ProcessFacts[]; skipped: ProcessResult[] }> {
+    const found = await mapLimit(procs, parallelism, async (p) => ({ p, t: await this.targetFile(p, bundle) }));
+    const denied = found.flatMap(({ p, t }) =>
+      "file" in t && !this.d.allow.allows(t.file) ? [`${p.pid} (${t.file})`] : [],
+    );
+    if (denied.length > 0) {
+      throw new AgentError(
+        "ENOT_ALLOWED",
+        `not on this agent's allow-list (config: allow), nothing was changed: ${denied.join(", ")}; narrow the selector or extend the allow-list`,
+        { bundleId: bundle.id },
+      );
+    }
+    const skipped = found.flatMap(({ p, t }) => {
+      if ("file" in t) return [];
+      this.d.metrics.patchOps.inc({ op, outcome: "skipped" });
+      return [{ pid: p.pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: t.code, message: t.message, pauseUs: 0 }];
+    });
+    return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
   }
 
   private async audited<T>(
@@ -204,7 +263,9 @@ export class AgentService {
     ctx: CallContext,
   ): Promise<StageBundleResponse> {
     return this.audited({ action: "stage", request: { ...h } }, ctx, async () => {
-      const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) => this.checkAllowed(b));
+      const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
+        this.checkStageAllowed(b),
+      );
       if (!alreadyStaged)
         this.d.events.emit({
           kind: "bundle.staged",
@@ -214,28 +275,6 @@ export class AgentService {
         });
       return { bundleId: bundle.id, alreadyStaged };
     });
-  }
-
-  /** Why process `p` cannot take `bundle`, or null when it can. */
-  private async mismatch(p: ProcessFacts, bundle: VerifiedBundle): Promise<{ code: string; message: string } | null> {
-    const target = bundle.manifest.target;
-    const sel: Selector = p.exePath === target.path ? { pid: p.pid } : { pid: p.pid, libraryPath: target.path };
-    if (!(await matches(p, sel, this.d.ids))) {
-      return {
-        code: "ETARGET_MISMATCH",
-        message: `process ${p.pid} (${p.exePath}) neither is nor maps ${target.path}, the bundle's target`,
-      };
-    }
-    if (target.buildId && p.exePath === target.path) {
-      const id = await this.d.ids.forProcess(p.pid);
-      if (id !== target.buildId) {
-        return {
-          code: "EBUILDID",
-          message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}, the bundle was built for ${target.buildId}`,
-        };
-      }
-    }
-    return null;
   }
 
   /** Applies `bundle` to one process (serialised per process); never throws. */
@@ -259,8 +298,6 @@ export class AgentService {
           "EDEADLINE",
           "the request's deadline passed before this process was reached",
         );
-      const why = await this.mismatch(p, bundle);
-      if (why) return result(Outcome.OUTCOME_SKIPPED, why.code, why.message);
       const present = await this.readPatches(p.pid);
       if (present.some((r) => r.id === bundle.id && r.state === "active")) {
         this.states.set(p.pid, toProcessPatches(p.pid, present));
@@ -314,16 +351,20 @@ export class AgentService {
       async () => {
         checkSelector(sel);
         const bundle = await this.d.store.require(req.bundleId);
-        this.checkAllowed(bundle);
         const consistency = consistencyOf(req.consistency);
         const safetyTimeoutMs = req.safetyTimeoutMs || this.d.config.safetyTimeoutMs;
-        const procs = await selectProcesses(sel, this.d.ids, ctx.signal);
+        const { targets, skipped } = await this.partition(
+          await selectProcesses(sel, this.d.ids, ctx.signal),
+          bundle,
+          "apply",
+        );
         if (req.followNewProcesses) {
           await this.follow.set({ bundleId: bundle.id, selector: sel, consistency, safetyTimeoutMs, actor: ctx.actor });
         }
-        const results = await mapLimit(procs, parallelism, (p) =>
+        const done = await mapLimit(targets, parallelism, (p) =>
           this.applyOne(p, bundle, consistency, safetyTimeoutMs, ctx.actor, ctx.signal),
         );
+        const results = [...done, ...skipped].sort((a, b) => a.pid - b.pid);
         if (ctx.signal.aborted)
           throw new PartialResults(
             "EDEADLINE",
@@ -353,10 +394,13 @@ export class AgentService {
       async () => {
         checkSelector(sel);
         const bundle = await this.d.store.require(req.bundleId);
-        this.checkAllowed(bundle);
         await this.follow.remove(bundle.id);
-        const procs = await selectProcesses(sel, this.d.ids, ctx.signal);
-        return mapLimit(procs, parallelism, (p) =>
+        const { targets, skipped } = await this.partition(
+          await selectProcesses(sel, this.d.ids, ctx.signal),
+          bundle,
+          "revert",
+        );
+        const done = await mapLimit(targets, parallelism, (p) =>
           this.locks.run(p.pid, async () => {
             const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
               this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
@@ -395,6 +439,7 @@ export class AgentService {
             }
           }),
         );
+        return [...done, ...skipped].sort((a, b) => a.pid - b.pid);
       },
       (rs) =>
         rs.map((r) => ({
@@ -443,9 +488,23 @@ export class AgentService {
     for (const rule of rules) {
       if (!(await matches(p, rule.selector, this.d.ids))) continue;
       const bundle = await this.d.store.get(rule.bundleId);
-      if (!bundle || !this.d.allow.allows(bundle.manifest.target.path)) continue;
-      const r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
-      if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
+      if (!bundle) continue;
+      const target = await this.targetFile(p, bundle);
+      let r: ProcessResult;
+      if (!("file" in target))
+        r = { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: target.code, message: target.message, pauseUs: 0 };
+      else if (!this.d.allow.allows(target.file)) {
+        r = {
+          pid,
+          outcome: Outcome.OUTCOME_SKIPPED,
+          errorCode: "ENOT_ALLOWED",
+          message: `${target.file} is not on the allow-list`,
+          pauseUs: 0,
+        };
+      } else {
+        r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
+        if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
+      }
       out.push(r);
       await this.d.audit.append({
         actor: rule.actor,

@@ -1,20 +1,25 @@
-/** What a bundle's manifest tells the agent. */
+/**
+ * What a bundle's manifest tells the agent. The fields follow bundle/'s manifest schema 1
+ * (bundle/types.ts BundleManifest) so that bundles built by `hotpatch build` stage unchanged.
+ */
 export interface BundleManifest {
+  /** Manifest schema version (1). */
+  schema: 1;
   /** Bundle (patch) id. */
   id: string;
-  /** What it patches. */
+  /** What it patches. Build-ids decide; the path is informational (and checked against the allow-list when given). */
   target: {
-    /** Absolute path of the executable or library. */
-    path: string;
-    /** Its GNU build-id; processes whose file has another build-id are refused. */
-    buildId?: string;
+    /** Path of the target when the bundle was built. */
+    path?: string;
+    /** GNU build-id of the target file, lowercase hex. */
+    buildId: string;
+    /** An executable or a shared library. */
+    kind: "executable" | "library";
   };
   /** Functions replaced. */
-  functions: { symbol: string; replacement: string }[];
-  /** File name of the patch .so inside the bundle. */
-  so: string;
-  /** sha256 of the patch .so, hex. */
-  soSha256: string;
+  functions: { symbol: string; replacement: string; consistency?: "strict" | "entry" }[];
+  /** sha256 of patch.so, lowercase hex. */
+  sha256: string;
 }
 
 /** A bundle that passed verification and is stored on the host. */

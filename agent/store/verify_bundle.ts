@@ -1,8 +1,10 @@
 /**
  * The one place a staged upload is verified before it is stored. Today: the archive's sha256 must
- * equal the header's, and the archive must be a tar holding manifest.json and the patch .so whose
- * sha256 the manifest names. When bundle/index.ts lands, replace the body with its openBundle
- * (which also checks the signature and the manifest schema) and keep this signature.
+ * equal the header's, and the archive must be a tar holding manifest.json (bundle/'s schema 1) and
+ * patch.so with the sha256 the manifest names. When bundle/index.ts lands on main, replace the body
+ * after the header check with its `openBundle(archive, { trustedKeys })` (which also validates every
+ * manifest field, checks patch.so's exports and the signature), copy `bundle.dir` into `dir`, and
+ * keep this signature.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -20,6 +22,9 @@ function bad(bundleId: string, message: string, cause?: unknown): AgentError {
   );
 }
 
+const hexRe = /^[0-9a-f]+$/;
+
+/** Checks the manifest fields the agent relies on (schema 1 of bundle/); openBundle validates every field. */
 function readManifest(bundleId: string, text: string): BundleManifest {
   let m: unknown;
   try {
@@ -27,39 +32,42 @@ function readManifest(bundleId: string, text: string): BundleManifest {
   } catch (err) {
     throw bad(bundleId, "manifest.json is not JSON", err);
   }
-  const o = m as Record<string, unknown>;
-  const target = o.target as Record<string, unknown> | undefined;
+  const o = (m ?? {}) as Record<string, unknown>;
+  const target = (o.target ?? {}) as Record<string, unknown>;
   const fns = o.functions;
+  if (o.schema !== 1)
+    throw bad(bundleId, `manifest schema ${JSON.stringify(o.schema)} is not 1; rebuild the bundle with this hotpatch`);
   if (o.id !== bundleId) throw bad(bundleId, `manifest id ${JSON.stringify(o.id)} differs from the announced id`);
-  if (!target || typeof target.path !== "string" || !path.isAbsolute(target.path)) {
-    throw bad(bundleId, "manifest target.path must be the absolute path of the executable or library it patches");
-  }
-  if (target.buildId !== undefined && (typeof target.buildId !== "string" || !/^[0-9a-f]+$/.test(target.buildId))) {
+  if (typeof target.buildId !== "string" || !hexRe.test(target.buildId))
     throw bad(bundleId, "manifest target.buildId must be lowercase hex");
+  if (target.kind !== "executable" && target.kind !== "library")
+    throw bad(bundleId, "manifest target.kind must be executable or library");
+  if (target.path !== undefined && (typeof target.path !== "string" || !path.isAbsolute(target.path))) {
+    throw bad(bundleId, "manifest target.path, when given, must be an absolute path");
   }
-  if (
-    !Array.isArray(fns) ||
-    fns.length === 0 ||
-    !fns.every((f) => typeof f?.symbol === "string" && f.symbol && typeof f?.replacement === "string" && f.replacement)
-  ) {
-    throw bad(bundleId, "manifest functions must be a non-empty list of {symbol, replacement}");
+  const fnOk = (f: Record<string, unknown>) =>
+    typeof f?.symbol === "string" &&
+    f.symbol !== "" &&
+    typeof f?.replacement === "string" &&
+    f.replacement !== "" &&
+    (f.consistency === undefined || f.consistency === "strict" || f.consistency === "entry");
+  if (!Array.isArray(fns) || fns.length === 0 || !fns.every(fnOk)) {
+    throw bad(bundleId, "manifest functions must be a non-empty list of {symbol, replacement, consistency?}");
   }
-  const so = typeof o.so === "string" ? o.so : "patch.so";
-  if (so.includes("/") || so.startsWith(".")) throw bad(bundleId, `manifest so must be a plain file name, got "${so}"`);
-  if (typeof o.soSha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.soSha256)) {
-    throw bad(bundleId, "manifest soSha256 must be the sha256 (hex) of the patch .so");
-  }
+  if (typeof o.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.sha256))
+    throw bad(bundleId, "manifest sha256 must be the sha256 (hex) of patch.so");
   const manifest: BundleManifest = {
+    schema: 1,
     id: bundleId,
-    target: { path: target.path },
-    functions: fns.map((f: { symbol: string; replacement: string }) => ({
+    target: { buildId: target.buildId, kind: target.kind },
+    functions: (fns as BundleManifest["functions"]).map((f) => ({
       symbol: f.symbol,
       replacement: f.replacement,
+      ...(f.consistency ? { consistency: f.consistency } : {}),
     })),
-    so,
-    soSha256: o.soSha256,
+    sha256: o.sha256,
   };
-  if (typeof target.buildId === "string") manifest.target.buildId = target.buildId;
+  if (typeof target.path === "string") manifest.target.path = target.path;
   return manifest;
 }
 
@@ -92,15 +100,15 @@ export async function verifyBundle(
     throw bad(bundleId, "the archive holds no manifest.json", err);
   }
   const manifest = readManifest(bundleId, manifestText);
-  const soPath = path.join(dir, manifest.so);
+  const soPath = path.join(dir, "patch.so");
   let so: Buffer;
   try {
     so = await readFile(soPath);
   } catch (err) {
-    throw bad(bundleId, `the archive holds no ${manifest.so}`, err);
+    throw bad(bundleId, "the archive holds no patch.so", err);
   }
   const soSha = createHash("sha256").update(so).digest("hex");
-  if (soSha !== manifest.soSha256)
-    throw bad(bundleId, `${manifest.so} has sha256 ${soSha}, the manifest says ${manifest.soSha256}`);
+  if (soSha !== manifest.sha256)
+    throw bad(bundleId, `patch.so has sha256 ${soSha}, the manifest says ${manifest.sha256}`);
   return { id: bundleId, sha256, manifest, soPath };
 }

@@ -4,6 +4,7 @@
  * what it writes to the audit log and the metrics endpoint.
  */
 import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
 import { copyFile, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -43,6 +44,7 @@ describe("agent gRPC service (mTLS)", () => {
   let patchSo: string;
   let fixture: RunningFixture;
   let otherFixture: RunningFixture;
+  let sleeper: ChildProcess;
   const clients: AgentServiceClient[] = [];
 
   before(async () => {
@@ -56,6 +58,7 @@ describe("agent gRPC service (mTLS)", () => {
     await copyFile(counter, otherCounter);
     fixture = await startFixture(counter);
     otherFixture = await startFixture(otherCounter);
+    sleeper = spawn("/bin/sleep", ["600"], { stdio: "ignore" });
     const server = must(certs.servers["node-a"], "server cert");
     agent = await startTestAgent(
       tmp.dir,
@@ -74,6 +77,7 @@ describe("agent gRPC service (mTLS)", () => {
     await agent?.stop();
     await fixture?.kill();
     await otherFixture?.kill();
+    sleeper?.kill("SIGKILL");
     await nats?.close();
     await tmp?.cleanup();
   });
@@ -217,7 +221,7 @@ describe("agent gRPC service (mTLS)", () => {
     });
 
     it("refuses a bundle for an executable that is not on the allow-list with PERMISSION_DENIED", async () => {
-      const foreign = await makeBundle(tmp.dir, "fix-other", { path: otherCounter }, patchSo);
+      const foreign = await makeBundle(tmp.dir, "fix-other", { path: otherCounter, buildId: "00ff" }, patchSo);
       await assert.rejects(
         stage(client, "fix-other", foreign),
         (e) => grpcCode(e) === status.PERMISSION_DENIED && /allow-list/.test((e as Error).message),
@@ -259,10 +263,10 @@ describe("agent gRPC service (mTLS)", () => {
       );
     });
 
-    it("skips a process that is not the bundle's target, and says why", async () => {
+    it("skips a process whose executable has another build-id, and says why", async () => {
       const { results } = await call(client, client.apply, {
         bundleId: "fix-1",
-        selector: { exePath: "", buildId: "", pid: otherFixture.pid, cgroup: "", libraryPath: "" },
+        selector: { exePath: "", buildId: "", pid: sleeper.pid ?? 0, cgroup: "", libraryPath: "" },
         consistency: 0,
         safetyTimeoutMs: 0,
         requestedBy: "ci",
@@ -270,7 +274,38 @@ describe("agent gRPC service (mTLS)", () => {
       });
       assert.deepEqual(
         results.map((r) => [r.pid, r.outcome, r.errorCode]),
-        [[otherFixture.pid, Outcome.OUTCOME_SKIPPED, "ETARGET_MISMATCH"]],
+        [[sleeper.pid, Outcome.OUTCOME_SKIPPED, "EBUILDID"]],
+      );
+    });
+
+    it("refuses Apply with PERMISSION_DENIED when a matching target file is not on the allow-list, touching nothing", async () => {
+      // otherCounter is a byte-for-byte copy of counter (same build-id) at a path the agent may not patch.
+      await assert.rejects(
+        call(client, client.apply, {
+          bundleId: "fix-1",
+          selector: {
+            exePath: "",
+            buildId: (await readElf(counter)).buildId ?? "",
+            pid: 0,
+            cgroup: "",
+            libraryPath: "",
+          },
+          consistency: 0,
+          safetyTimeoutMs: 0,
+          requestedBy: "ci",
+          followNewProcesses: false,
+        }),
+        (e) =>
+          grpcCode(e) === status.PERMISSION_DENIED &&
+          (e as Error).message.includes(`${otherFixture.pid} (${otherCounter})`),
+      );
+      const { processes } = await call(client, client.listProcesses, {
+        selector: { exePath: counter, buildId: "", pid: 0, cgroup: "", libraryPath: "" },
+      });
+      assert.deepEqual(
+        processes.map((p) => p.patches),
+        [[]],
+        "the allowed process was not patched either",
       );
     });
   });
@@ -307,6 +342,7 @@ describe("agent gRPC service (mTLS)", () => {
         .map((l) => JSON.parse(l));
       const summary = lines.map((l) => `${l.action}:${l.result}`);
       for (const want of [
+        "apply:ENOT_ALLOWED",
         "stage:EBAD_BUNDLE",
         "stage:ETOO_LARGE",
         "stage:ENOT_ALLOWED",
@@ -320,7 +356,7 @@ describe("agent gRPC service (mTLS)", () => {
       assert.ok(lines.every((l) => l.actor === "operator" && typeof l.time === "string"));
       const skipped = lines.find((l) => l.action === "apply" && l.result === "ok");
       assert.deepEqual(skipped.processes, [
-        { pid: otherFixture.pid, outcome: "skipped", errorCode: "ETARGET_MISMATCH" },
+        { pid: sleeper.pid, outcome: "skipped", errorCode: "EBUILDID" },
       ]);
       assert.equal(skipped.requestedBy, "ci");
     });

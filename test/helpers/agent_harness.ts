@@ -128,19 +128,21 @@ export function stage(
 export async function makeBundle(
   dir: string,
   id: string,
-  target: { path: string; buildId?: string },
+  target: { path?: string; buildId: string },
   soFile: string,
   functions = [{ symbol: "compute", replacement: "compute_fixed" }],
 ): Promise<Buffer> {
   const work = await mkdtemp(path.join(dir, "bundle-"));
   const so = await readFile(soFile);
   await writeFile(path.join(work, "patch.so"), so);
+  // bundle/'s manifest schema 1
   const manifest = {
+    schema: 1,
     id,
-    target,
+    target: { kind: "executable", ...target },
     functions,
-    so: "patch.so",
-    soSha256: createHash("sha256").update(so).digest("hex"),
+    loader: "mmap",
+    sha256: createHash("sha256").update(so).digest("hex"),
   };
   await writeFile(path.join(work, "manifest.json"), JSON.stringify(manifest));
   const archive = path.join(dir, `${id}.tar`);
