@@ -355,9 +355,7 @@ describe("agent gRPC service (mTLS)", () => {
       }
       assert.ok(lines.every((l) => l.actor === "operator" && typeof l.time === "string"));
       const skipped = lines.find((l) => l.action === "apply" && l.result === "ok");
-      assert.deepEqual(skipped.processes, [
-        { pid: sleeper.pid, outcome: "skipped", errorCode: "EBUILDID" },
-      ]);
+      assert.deepEqual(skipped.processes, [{ pid: sleeper.pid, outcome: "skipped", errorCode: "EBUILDID" }]);
       assert.equal(skipped.requestedBy, "ci");
     });
 
