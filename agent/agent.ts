@@ -1,4 +1,5 @@
 /** Puts the agent together: store, audit log, service, gRPC, NATS heartbeats, peer watch, role, metrics, follow. */
+import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -67,19 +68,15 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       await Promise.resolve(c()).catch((err) => log.warn({ err }, "stop step failed"));
   };
   try {
-    const nc: NatsConnection = await connectNats(
-      config.natsServers,
-      `hotpatch-agent ${config.cluster}/${config.pair}/${config.node}`,
-    );
-    cleanups.push(() => nc.close());
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect" || s.type === "reconnect")
-          log.warn({ nats: s.type, server: (s as { server?: string }).server }, `NATS ${s.type}`);
-      }
-    })();
+    // NATS carries heartbeats, events and the managed lease; patching is local and must not wait
+    // for it. Only a managed role (which lives in NATS) waits for the first connection.
+    const natsAbort = new AbortController();
+    cleanups.push(() => natsAbort.abort());
+    const natsName = `hotpatch-agent ${config.cluster}/${config.pair}/${config.node}`;
+    const natsReady = connectNats(config.natsServers, natsName, natsAbort.signal);
+    natsReady.catch(() => undefined);
     const roleLog = (msg: string, err?: unknown) => log.warn({ err }, msg);
-    const role = makeRole(config, nc, roleLog);
+    const role = makeRole(config, config.role.source === "managed" ? await natsReady : null, roleLog);
     const service = new AgentService({
       config,
       version: opts.version ?? "0.0.0",
@@ -96,10 +93,11 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     await service.recover();
 
     const evSubject = eventSubject(id);
+    let nc: NatsConnection | null = null;
     cleanups.push(
       events.subscribe((e) => {
         log.info({ event: { ...e, timestampMs: undefined } }, e.kind);
-        if (!nc.isClosed()) nc.publish(evSubject, Event.encode(e).finish());
+        if (nc && !nc.isClosed()) nc.publish(evSubject, Event.encode(e).finish());
       }),
     );
     metrics.active.set(role.role === "active" ? 1 : 0);
@@ -137,39 +135,59 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       await probeDone;
     });
 
-    const hb = new HeartbeatPublisher(
-      nc,
-      heartbeatSubject(id),
-      id,
-      config.heartbeat.intervalMs,
-      () => ({
-        role: roleToProto(role.role),
-        services: health.map((h) => ({
-          name: h.name,
-          healthy: h.healthy,
-          pid: h.pid,
-          startTime: h.startTime,
-          probes: h.probes,
-        })),
-        patches: service.patchStates(),
-        load,
-        metrics: {},
-      }),
-      metrics,
-    );
-    hb.start();
-    cleanups.push(() => hb.stop());
+    const runId = randomUUID();
+    const startNatsParts = (conn: NatsConnection) => {
+      nc = conn;
+      log.info({ server: conn.getServer() }, "NATS connected");
+      cleanups.push(() => conn.close());
+      void (async () => {
+        for await (const st of conn.status()) {
+          if (st.type === "disconnect" || st.type === "reconnect") log.warn({ nats: st.type }, `NATS ${st.type}`);
+        }
+      })();
+      const hb = new HeartbeatPublisher(
+        conn,
+        heartbeatSubject(id),
+        id,
+        config.heartbeat.intervalMs,
+        () => ({
+          role: roleToProto(role.role),
+          services: health.map((h) => ({
+            name: h.name,
+            healthy: h.healthy,
+            pid: h.pid,
+            startTime: h.startTime,
+            probes: h.probes,
+          })),
+          patches: service.patchStates(),
+          load,
+          metrics: {},
+        }),
+        metrics,
+        runId,
+      );
+      hb.start();
+      cleanups.push(() => hb.stop());
 
-    const peer = new PeerWatch(nc, id, config.heartbeat.intervalMs, config.heartbeat.peerLossBeats, metrics, (s) => {
-      if (s.kind === "lost")
-        events.emit({
-          kind: "peer.lost",
-          message: `no heartbeat from ${s.node} for ${config.heartbeat.peerLossBeats} intervals`,
-        });
-      else if (s.kind === "alive") events.emit({ kind: "peer.seen", message: `heartbeats from ${s.node}` });
-    });
-    peer.start();
-    cleanups.push(() => peer.stop());
+      const peer = new PeerWatch(
+        conn,
+        id,
+        config.heartbeat.intervalMs,
+        config.heartbeat.peerLossBeats,
+        metrics,
+        (s) => {
+          if (s.kind === "lost")
+            events.emit({
+              kind: "peer.lost",
+              message: `no heartbeat from ${s.node} for ${config.heartbeat.peerLossBeats} intervals`,
+            });
+          else if (s.kind === "alive") events.emit({ kind: "peer.seen", message: `heartbeats from ${s.node}` });
+        },
+      );
+      peer.start();
+      cleanups.push(() => peer.stop());
+    };
+    natsReady.then(startNatsParts, () => undefined);
 
     let execWatch: ExecWatch | null = null;
     try {
@@ -195,7 +213,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.maxBundleBytes,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
-    log.info({ grpcPort: port, metricsPort, role: role.role, runId: hb.runId }, "agent started");
+    log.info({ grpcPort: port, metricsPort, role: role.role, runId }, "agent started");
     return { grpcPort: port, metricsPort, service, role, stop };
   } catch (err) {
     await stop();

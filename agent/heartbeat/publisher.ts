@@ -3,7 +3,6 @@
  * ones). The sequence counts every scheduled beat, so a reader sees a gap when beats were skipped
  * while NATS was unreachable; a skipped beat is not queued and replayed later.
  */
-import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Heartbeat } from "../../proto/index.js";
 import type { AgentMetrics } from "../metrics/metrics.js";
@@ -15,8 +14,6 @@ export type HeartbeatContent = () => Omit<
 >;
 
 export class HeartbeatPublisher {
-  /** Random id of this agent run. */
-  readonly runId = randomUUID();
   private sequence = 0;
   private timer: NodeJS.Timeout | null = null;
   private connected = true;
@@ -29,6 +26,8 @@ export class HeartbeatPublisher {
     private readonly intervalMs: number,
     private readonly content: HeartbeatContent,
     private readonly metrics: AgentMetrics,
+    /** Random id of this agent run. */
+    readonly runId: string,
   ) {}
 
   start(): void {

@@ -7,9 +7,10 @@ import { ManagedRole } from "./managed_role.js";
 import { StaticRole } from "./static_role.js";
 import type { RoleController } from "./types.js";
 
+/** Builds the role source; `nc` is needed (only) for a managed role. */
 export function makeRole(
   config: AgentConfig,
-  nc: NatsConnection,
+  nc: NatsConnection | null,
   log: (msg: string, err?: unknown) => void,
 ): RoleController {
   const r = config.role;
@@ -22,6 +23,7 @@ export function makeRole(
       : { kind: "file" as const, file: r.file ?? "" };
     return new ExternalRole(src, r.pollMs, r.hooks, env, (err) => log("external role source failed", err));
   }
+  if (!nc) throw new Error("a managed role needs the NATS connection");
   return new ManagedRole(
     nc,
     {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { RunningAgent } from "../../agent/index.js";
 import { type AgentServiceClient, Heartbeat, Role, type WatchEventsResponse } from "../../proto/index.js";
-import { agentClient, agentDoc, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
+import { agentClient, agentDoc, call, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 import { freePort, type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
@@ -130,6 +130,36 @@ describe("heartbeats and peer watch", () => {
     } finally {
       stream.cancel();
       client.close();
+    }
+  });
+});
+
+describe("an agent started while NATS is down", () => {
+  it("serves gRPC at once, and publishes heartbeats once NATS comes up", async () => {
+    const tmp = await tempDir("hotpatch-nonats-");
+    const port = await freePort();
+    let nats: NatsServer | undefined;
+    let agent: RunningAgent | undefined;
+    let client: AgentServiceClient | undefined;
+    let watcher: NatsConnection | undefined;
+    try {
+      agent = await startTestAgent(
+        tmp.dir,
+        agentDoc(tmp.dir, "node-a", `nats://127.0.0.1:${port}`, { metrics: undefined }),
+      );
+      client = agentClient(agent.grpcPort);
+      const c = client;
+      assert.equal((await call(c, c.info, {})).node, "node-a");
+      nats = await startNatsServer(port);
+      watcher = await connect({ servers: nats.url });
+      const sub = watcher.subscribe("hotpatch.hb.c1.p1.node-a", { max: 1 });
+      for await (const m of sub) assert.equal(Heartbeat.decode(m.data).node, "node-a");
+    } finally {
+      await watcher?.close();
+      client?.close();
+      await agent?.stop();
+      await nats?.close();
+      await tmp.cleanup();
     }
   });
 });
