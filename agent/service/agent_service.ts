@@ -165,6 +165,19 @@ export class AgentService {
     );
   }
 
+  /** The processes a change request is about; a request for one pid that matches nothing is ENOT_FOUND. */
+  private async selectTargets(sel: Selector, ctx: CallContext): Promise<ProcessFacts[]> {
+    const procs = await selectProcesses(sel, this.d.ids, ctx.signal);
+    if (sel.pid && procs.length === 0) {
+      throw new AgentError(
+        "ENOT_FOUND",
+        `no process ${sel.pid} matches the selector (it does not exist, is the agent itself, or another selector field rules it out)`,
+        { pid: sel.pid },
+      );
+    }
+    return procs;
+  }
+
   /** At staging: a bundle that names its target path must name one this agent may patch. */
   private checkStageAllowed(bundle: VerifiedBundle): void {
     const file = bundle.manifest.target.path;
@@ -353,11 +366,7 @@ export class AgentService {
         const bundle = await this.d.store.require(req.bundleId);
         const consistency = consistencyOf(req.consistency);
         const safetyTimeoutMs = req.safetyTimeoutMs || this.d.config.safetyTimeoutMs;
-        const { targets, skipped } = await this.partition(
-          await selectProcesses(sel, this.d.ids, ctx.signal),
-          bundle,
-          "apply",
-        );
+        const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "apply");
         if (req.followNewProcesses) {
           await this.follow.set({ bundleId: bundle.id, selector: sel, consistency, safetyTimeoutMs, actor: ctx.actor });
         }
@@ -395,11 +404,7 @@ export class AgentService {
         checkSelector(sel);
         const bundle = await this.d.store.require(req.bundleId);
         await this.follow.remove(bundle.id);
-        const { targets, skipped } = await this.partition(
-          await selectProcesses(sel, this.d.ids, ctx.signal),
-          bundle,
-          "revert",
-        );
+        const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "revert");
         const done = await mapLimit(targets, parallelism, (p) =>
           this.locks.run(p.pid, async () => {
             const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {

@@ -278,6 +278,20 @@ describe("agent gRPC service (mTLS)", () => {
       );
     });
 
+    it("refuses Apply to a pid that does not exist with NOT_FOUND", async () => {
+      await assert.rejects(
+        call(client, client.apply, {
+          bundleId: "fix-1",
+          selector: { exePath: "", buildId: "", pid: 4_000_000, cgroup: "", libraryPath: "" },
+          consistency: 0,
+          safetyTimeoutMs: 0,
+          requestedBy: "ci",
+          followNewProcesses: false,
+        }),
+        (e) => grpcCode(e) === status.NOT_FOUND && /no process 4000000/.test((e as Error).message),
+      );
+    });
+
     it("refuses Apply with PERMISSION_DENIED when a matching target file is not on the allow-list, touching nothing", async () => {
       // otherCounter is a byte-for-byte copy of counter (same build-id) at a path the agent may not patch.
       await assert.rejects(
