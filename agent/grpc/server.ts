@@ -63,7 +63,7 @@ function actorOf(call: ServerSurfaceCall): string {
 }
 
 /** A signal that fires at the call's deadline (or the default) and when the client cancels. */
-function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { done(): void } {
+function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { deadlineAt: number; done(): void } {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
   const ms = Math.max(0, at - Date.now());
@@ -74,6 +74,7 @@ function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & {
   return {
     actor: actorOf(call),
     signal: AbortSignal.any([timeout, cancel.signal]),
+    deadlineAt: at,
     done: () => call.removeListener("cancelled", onCancel),
   };
 }
@@ -95,10 +96,19 @@ function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ct
 }
 
 /** The chunks of an upload after its header; the first message must be the header. */
-async function* chunksOf(it: AsyncIterator<StageBundleRequest>): AsyncGenerator<Uint8Array> {
+/**
+ * The chunks of an upload after its header. grpc-js may end the stream at the deadline a moment
+ * before our own deadline signal fires, so an end at or past the deadline counts as the deadline,
+ * never as a short upload.
+ */
+async function* chunksOf(it: AsyncIterator<StageBundleRequest>, deadlineAt: number): AsyncGenerator<Uint8Array> {
   for (;;) {
     const next = await it.next();
-    if (next.done) return;
+    if (next.done) {
+      if (Date.now() >= deadlineAt - 1)
+        throw new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete");
+      return;
+    }
     const part = next.value.part;
     if (part?.$case !== "chunk")
       throw new AgentError("EINVALID_ARGUMENT", "StageBundle: only chunks may follow the header");
@@ -132,7 +142,11 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;
-        return svc.stageBundle({ bundleId: h.bundleId, size: h.size, sha256: h.sha256 }, chunksOf(it), ctx);
+        return svc.stageBundle(
+          { bundleId: h.bundleId, size: h.size, sha256: h.sha256 },
+          chunksOf(it, ctx.deadlineAt),
+          ctx,
+        );
       };
       work().then(
         (res) => {

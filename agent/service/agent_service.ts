@@ -75,8 +75,11 @@ function consistencyOf(c: ProtoConsistency): Consistency {
 }
 
 function codeOf(err: unknown): string {
-  const c = (err as { code?: unknown })?.code;
-  return typeof c === "string" ? c : "EINTERNAL";
+  const e = err as { code?: unknown; name?: unknown };
+  if (typeof e?.code === "string") return e.code;
+  if (e?.name === "TimeoutError") return "EDEADLINE";
+  if (e?.name === "AbortError") return "ECANCELLED";
+  return "EINTERNAL";
 }
 
 function outcomeName(o: Outcome): string {

@@ -98,6 +98,8 @@ export class BundleStore {
         out.end();
         await finished(out).catch(() => undefined);
       }
+      // A call that ended by deadline or cancel is that, not a short upload.
+      signal?.throwIfAborted();
       if (size !== h.size) {
         throw new AgentError(
           "EBAD_BUNDLE",

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { copyFile, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type ServiceError, status } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type { RunningAgent } from "../../agent/index.js";
 import { readElf } from "../../native/index.js";
 import { type AgentServiceClient, Outcome, Role, type WatchEventsResponse } from "../../proto/index.js";
@@ -217,6 +217,26 @@ describe("agent gRPC service (mTLS)", () => {
       await assert.rejects(
         stage(client, "fix-1", good, { size: 100 }),
         (e) => grpcCode(e) === status.RESOURCE_EXHAUSTED,
+      );
+    });
+
+    it("an upload cut off by its deadline leaves nothing behind", async () => {
+      const err = await new Promise<ServiceError | null>((resolve) => {
+        const s = client.stageBundle(new Metadata(), { deadline: Date.now() + 500 }, (e) => resolve(e));
+        s.write({
+          part: { $case: "header", value: { bundleId: "fix-slow", size: good.length, sha256: "1".repeat(64) } },
+        });
+        s.write({ part: { $case: "chunk", value: good.subarray(0, 100) } });
+        // never ends: the client stalls
+      });
+      assert.equal(err?.code, status.DEADLINE_EXCEEDED);
+      await waitFor("the refusal in the audit log", async () =>
+        (await readFile(path.join(tmp.dir, "node-a-audit.jsonl"), "utf8")).includes('"bundleId":"fix-slow"')
+          ? true
+          : undefined,
+      );
+      await waitFor("the upload to be cleaned up", async () =>
+        (await readdir(path.join(tmp.dir, "node-a-bundles"))).length === 0 ? true : undefined,
       );
     });
 
