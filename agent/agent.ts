@@ -63,7 +63,10 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const ids = new BuildIdCache();
   const allow = await AllowList.resolve(config.allow);
   const cleanups: (() => Promise<void> | void)[] = [() => audit.close()];
+  // The role goes first (a managed active hands over while NATS is still up); then the rest, last started first.
+  let stopRole: (() => Promise<void>) | null = null;
   const stop = async () => {
+    await stopRole?.().catch((err) => log.warn({ err }, "role stop failed"));
     for (const c of cleanups.reverse())
       await Promise.resolve(c()).catch((err) => log.warn({ err }, "stop step failed"));
   };
@@ -107,7 +110,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       events.emit({ kind: "role.changed", role: roleToProto(r), message: reason });
     });
     await role.start();
-    cleanups.push(() => role.stop());
+    stopRole = () => role.stop();
 
     // Probes and load run on their own loop; heartbeats publish the latest results without waiting.
     const watches = config.services.map((s) => new ServiceWatch(s, ids));

@@ -89,11 +89,29 @@ export class ManagedRole implements RoleController {
     this.busy = this.tick().finally(loop);
   }
 
+  /**
+   * Stops following the lease. An active node steps down first (demote hook) and releases the
+   * lease, so its peer takes over at once; otherwise the peer would take over a lease ttl later
+   * while this node's service, with no agent left to demote it, still acted as active.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     await this.busy.catch(() => undefined);
+    if (this.view.kind === "holding" && this.kv) await this.stepDown(this.kv, "agent stopping");
     this.clearDemoteTimer();
+  }
+
+  /** Demotes (role, then hook) and releases the lease by compare-and-swap; a failed release only delays the peer. */
+  private async stepDown(kv: KV, reason: string): Promise<void> {
+    const held = this.view;
+    this.releasedAt = monotonicMs();
+    await this.demote(reason);
+    if (held.kind === "holding") {
+      await kv
+        .update(this.s.key, this.encode({ holder: "", expiresAtMs: 0, releasedBy: this.s.node }), held.revision)
+        .catch((err) => this.log("lease release failed; the peer takes over when it expires", err));
+    }
   }
 
   onChange(l: RoleListener): () => void {
@@ -223,14 +241,7 @@ export class ManagedRole implements RoleController {
       );
     });
     if (target === "standby") {
-      const held = this.view;
-      this.releasedAt = monotonicMs();
-      await this.demote("switchover");
-      if (held.kind === "holding") {
-        await kv
-          .update(this.s.key, this.encode({ holder: "", expiresAtMs: 0, releasedBy: this.s.node }), held.revision)
-          .catch((err) => this.log("lease release failed; the peer takes over when it expires", err));
-      }
+      await this.stepDown(kv, "switchover");
       return this.state.role;
     }
     const v = await this.readLease();

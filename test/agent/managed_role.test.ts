@@ -165,4 +165,22 @@ describe("managed roles through a KV lease", () => {
     assert.ok(samples.length > 100, `only ${samples.length} samples`);
     assert.deepEqual(bothActive(), []);
   });
+
+  it("stopping the active agent hands the role over at once: demote hook, lease released, peer active", async () => {
+    const a = agents.a;
+    assert.ok(a);
+    assert.equal(await roleOf("a"), Role.ROLE_ACTIVE);
+    clients.a?.close();
+    delete clients.a;
+    delete agents.a;
+    const stoppedAt = Date.now();
+    const stopping = a.stop();
+    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 5000);
+    await stopping;
+    const promoted = events.filter((e) => e.node === "b" && e.role === Role.ROLE_ACTIVE).at(-1);
+    assert.ok(promoted && promoted.at >= stoppedAt);
+    process.stdout.write(`# takeover after a graceful stop: ${promoted.at - stoppedAt} ms\n`);
+    assert.equal((await readFile(hookLog, "utf8")).trim().split("\n").at(-2), "a demote");
+    assert.deepEqual(bothActive(), []);
+  });
 });
