@@ -55,7 +55,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const log = opts.logger ?? createLogger(config);
   const id = { cluster: config.cluster, pair: config.pair, node: config.node };
   const metrics = new AgentMetrics();
-  const store = new BundleStore(config.bundleDir, config.grpc.maxBundleBytes);
+  const store = new BundleStore(config.bundleDir, config.grpc.maxBundleBytes, config.trustedKeys);
   await store.open();
   const audit = new AuditLog(config.auditLog);
   await audit.open();

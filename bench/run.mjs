@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench`: runs every bench/*.ts (or those whose name contains an argument) one after
+// `npm run bench`: runs every bench/*_bench.ts (or those whose name contains an argument) one after
 // another with tsx. Each prints its own table; figures are ratios against a baseline measured in
 // the same run, because the machine is shared and noisy.
 import { spawnSync } from "node:child_process";
@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
 const benches = readdirSync(here)
-  .filter((f) => f.endsWith(".ts"))
+  .filter((f) => f.endsWith("_bench.ts"))
   .filter((f) => filters.length === 0 || filters.some((w) => f.includes(w)))
   .sort();
 let failed = 0;

@@ -2,7 +2,7 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { PatchRecord, PatchSpec } from "./engine_types.js";
+import type { ApplyOutcome, PatchRecord, PatchSpec } from "./engine_types.js";
 
 /** Raw shapes as the addon returns them, before the TypeScript face names the numbers. */
 export interface RawElfInfo {
@@ -55,6 +55,7 @@ export interface RawOpResult {
 /** Options every patch operation takes. */
 export interface RawOpOptions {
   safetyTimeoutMs?: number;
+  placement?: "near" | "far";
   debugDirs?: string[];
   cancel?: Int32Array;
 }
@@ -64,6 +65,7 @@ export interface NativeAddon {
   readElf(path: string): Promise<RawElfInfo>;
   readMaps(pid: number): Promise<RawMapping[]>;
   loadPatch(pid: number, spec: PatchSpec, opts: RawOpOptions): Promise<RawOpResult>;
+  applyBatch(pids: number[], spec: PatchSpec, opts: RawOpOptions & { parallel?: number }): Promise<ApplyOutcome[]>;
   activatePatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;
   deactivatePatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;
   unloadPatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;

@@ -4,7 +4,7 @@
  * (stop every thread, do the batch, resume); nothing here blocks the event loop.
  */
 import { addon, type RawOpOptions as RawOptions } from "./binding.js";
-import type { Consistency, OpOptions, OpResult, PatchRecord, PatchSpec } from "./engine_types.js";
+import type { ApplyOutcome, Consistency, OpOptions, OpResult, PatchRecord, PatchSpec } from "./engine_types.js";
 import { EngineError } from "./errors.js";
 
 /** Turns an AbortSignal into the shared flag the native worker polls between safety retries. */
@@ -13,6 +13,7 @@ function toRaw(opts: OpOptions, pid: number): { raw: RawOptions; done: () => voi
   const raw: RawOptions = {};
   if (opts.safetyTimeoutMs !== undefined) raw.safetyTimeoutMs = opts.safetyTimeoutMs;
   if (opts.debugDirs !== undefined) raw.debugDirs = opts.debugDirs;
+  if (opts.placement !== undefined) raw.placement = opts.placement;
   const signal = opts.signal;
   if (!signal) return { raw, done: () => {} };
   const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -39,8 +40,7 @@ function withChanged(pid: number, r: Omit<OpResult, "pid" | "changed">): OpResul
 
 /** Maps the patch into the process and applies its relocations; state `loaded`. Nothing calls it yet. */
 export async function loadPatch(pid: number, spec: PatchSpec, opts: OpOptions = {}): Promise<OpResult> {
-  const functions = spec.functions.map((f) => ({ ...f, consistency: f.consistency ?? opts.consistency ?? "strict" }));
-  const r = await call(pid, opts, (raw) => addon.loadPatch(pid, { ...spec, functions }, raw));
+  const r = await call(pid, opts, (raw) => addon.loadPatch(pid, withDefaults(spec, opts), raw));
   return withChanged(pid, r);
 }
 
@@ -64,21 +64,43 @@ export async function listPatches(pid: number): Promise<PatchRecord[]> {
   return call(pid, {}, () => addon.listPatches(pid));
 }
 
+function withDefaults(spec: PatchSpec, opts: OpOptions): PatchSpec {
+  return {
+    ...spec,
+    functions: spec.functions.map((f) => ({ ...f, consistency: f.consistency ?? opts.consistency ?? "strict" })),
+  };
+}
+
+/**
+ * Loads (unless present) and activates a patch in many processes at once, `parallel` at a time
+ * (default 4) on native threads that share one parse of the program, its libraries and the patch.
+ * Never rejects for a single process: each gets its outcome.
+ */
+export async function applyPatchToMany(
+  pids: number[],
+  spec: PatchSpec,
+  opts: OpOptions & { parallel?: number } = {},
+): Promise<ApplyOutcome[]> {
+  if (pids.length === 0) return [];
+  return call(pids[0] as number, opts, (raw) =>
+    addon.applyBatch(
+      pids,
+      withDefaults(spec, opts),
+      opts.parallel !== undefined ? { ...raw, parallel: opts.parallel } : raw,
+    ),
+  );
+}
+
 /**
  * Loads (unless present) and activates a patch. Idempotent: an active patch gives `changed: false`.
  * When activation fails, a patch this call loaded is unloaded again, so the process is left as it was.
  */
 export async function applyPatch(pid: number, spec: PatchSpec, opts: OpOptions = {}): Promise<OpResult> {
-  const present = (await listPatches(pid)).find((p) => p.id === spec.id);
-  if (present?.state === "active") return { pid, patch: present, pauseUs: 0, attempts: 0, changed: false };
-  const loaded = present ? undefined : await loadPatch(pid, spec, opts);
-  try {
-    const active = await activatePatch(pid, spec.id, opts);
-    return { ...active, pauseUs: Math.max(active.pauseUs, loaded?.pauseUs ?? 0), changed: true };
-  } catch (err) {
-    if (loaded) await unloadPatch(pid, spec.id, { safetyTimeoutMs: 1000 }).catch(() => undefined);
-    throw err;
+  const [r] = await applyPatchToMany([pid], spec, { ...opts, parallel: 1 });
+  if (r === undefined || r.outcome === "failed") {
+    throw EngineError.from(r ?? new Error("no result"), { pid });
   }
+  return { pid, patch: r.patch, pauseUs: r.pauseUs, attempts: r.attempts, changed: r.outcome === "done" };
 }
 
 /** Deactivates a patch and, with `unload`, unmaps it. Idempotent for an inactive patch. */

@@ -25,6 +25,12 @@ export interface PatchSpec {
   soPath: string;
   /** Functions it replaces (1 to 32). */
   functions: PatchFunctionSpec[];
+  /**
+   * `mmap` (default): the engine maps and relocates the patch itself, and no code of the target runs
+   * (a C++ patch's unwind tables are registered with the target's unwinder). `dlopen`: the target's
+   * own dynamic loader loads it, called only while no thread is inside the loader or the allocator.
+   */
+  loader?: "mmap" | "dlopen";
 }
 
 /** Options of every engine operation. */
@@ -37,6 +43,12 @@ export interface OpOptions {
   signal?: AbortSignal;
   /** Where separate debug info is looked up by build-id (default `/usr/lib/debug`). */
   debugDirs?: string[];
+  /**
+   * Where a load places the patch: `near` (default) within ±2 GiB of the first old function, so
+   * that 5-byte jumps reach it (falling back to anywhere when there is no room); `far` anywhere,
+   * with 14-byte absolute jumps.
+   */
+  placement?: "near" | "far";
 }
 
 /** A replaced function as recorded in the target. */
@@ -78,6 +90,8 @@ export interface PatchRecord {
   span: bigint;
   /** Load order in this process (stacked patches have higher numbers). */
   order: number;
+  /** Which loader put it there. */
+  loader: "mmap" | "dlopen";
   /** Functions it replaces. */
   functions: PatchedFunction[];
 }
@@ -95,3 +109,12 @@ export interface OpResult {
   /** False when the process was already in the asked state. */
   changed: boolean;
 }
+
+/** What applying a patch did in one process of a batch. */
+export type ApplyOutcome =
+  /** The patch was loaded (if needed) and activated. */
+  | { pid: number; outcome: "done"; patch: PatchRecord; pauseUs: number; attempts: number }
+  /** It was already active: nothing was done. */
+  | { pid: number; outcome: "already"; patch: PatchRecord; pauseUs: number; attempts: number }
+  /** It failed; the process was left as it was (a patch this call loaded was unloaded again). */
+  | { pid: number; outcome: "failed"; code: string; message: string };

@@ -46,6 +46,12 @@ export const engineErrorCodes = [
   "ENOSPACE",
   /** The patch could not be made visible inside the target's mount namespace. */
   "EMOUNT_NS",
+  /** The target has no dynamic loader to dlopen a patch with (a static program). */
+  "EUNSUPPORTED_LOADER",
+  /** The target's dynamic loader refused the patch (dlerror's message says why). */
+  "EDLOPEN",
+  /** The target's seccomp filter would refuse (or punish) a call the engine must run inside it. */
+  "ESECCOMP",
   /** A system call the engine ran inside the target failed. */
   "EINJECT",
   /** Reading or writing the target's memory failed. */

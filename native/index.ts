@@ -3,6 +3,7 @@ export { readElf, readMaps } from "./elf.js";
 export {
   activatePatch,
   applyPatch,
+  applyPatchToMany,
   deactivatePatch,
   listPatches,
   loadPatch,
@@ -11,6 +12,7 @@ export {
   unloadPatch,
 } from "./engine.js";
 export type {
+  ApplyOutcome,
   Consistency,
   OpOptions,
   OpResult,

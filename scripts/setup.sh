@@ -25,6 +25,7 @@ declare -A probe=(
   [docker.io]=/usr/sbin/dockerd
   [iproute2]=/usr/sbin/ip
   [openssl]=/usr/bin/openssl
+  [systemd]=/usr/bin/systemd-analyze
 )
 
 install_system() {

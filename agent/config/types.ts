@@ -129,6 +129,8 @@ export interface AgentConfig {
   allow: string[];
   /** Where verified bundles are stored. */
   bundleDir: string;
+  /** Public keys (PEM files) whose bundle signatures are trusted; when any are given, unsigned bundles are refused. */
+  trustedKeys: string[];
   /** Append-only JSON-lines audit log. */
   auditLog: string;
   /** host:port of the Prometheus endpoint, or null for none. */

@@ -14,6 +14,8 @@ export interface PatchSpec {
   soPath: string;
   /** Functions replaced: old symbol in the target, replacement symbol in the patch. */
   functions: { symbol: string; replacement: string; consistency?: Consistency }[];
+  /** `mmap` (default): the engine maps the patch itself; `dlopen`: the target's own loader does. */
+  loader?: "mmap" | "dlopen";
 }
 
 /** Options of one engine operation. */

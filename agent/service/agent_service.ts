@@ -322,7 +322,13 @@ export class AgentService {
       try {
         const r = await this.d.engine.applyPatch(
           p.pid,
-          { id: bundle.id, soPath: bundle.soPath, functions: bundle.manifest.functions },
+          {
+            id: bundle.id,
+            soPath: bundle.soPath,
+            functions: bundle.manifest.functions,
+            // "auto" in a hand-written manifest: the mmap loader handles C and C++ alike.
+            loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
+          },
           { consistency, safetyTimeoutMs, debugDirs: this.d.config.debugDirs, ...(signal ? { signal } : {}) },
         );
         this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));

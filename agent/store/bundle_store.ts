@@ -26,6 +26,8 @@ export class BundleStore {
   constructor(
     private readonly dir: string,
     private readonly maxBytes: number,
+    /** Public keys (PEM files) whose signatures are trusted; when any are given, bundles must be signed. */
+    private readonly trustedKeys: string[] = [],
   ) {}
 
   /** Creates the store folder and removes uploads a crash left behind. */
@@ -118,7 +120,7 @@ export class BundleStore {
       }
       const unpacked = path.join(tmp, "bundle");
       await mkdir(unpacked);
-      const verified = await verifyBundle(h.bundleId, archive, sha256, h.sha256, unpacked);
+      const verified = await verifyBundle(h.bundleId, archive, sha256, h.sha256, unpacked, this.trustedKeys, signal);
       accept(verified);
       const finalDir = path.join(this.dir, h.bundleId);
       const stored: VerifiedBundle = {

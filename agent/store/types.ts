@@ -1,26 +1,7 @@
-/**
- * What a bundle's manifest tells the agent. The fields follow bundle/'s manifest schema 1
- * (bundle/types.ts BundleManifest) so that bundles built by `hotpatch build` stage unchanged.
- */
-export interface BundleManifest {
-  /** Manifest schema version (1). */
-  schema: 1;
-  /** Bundle (patch) id. */
-  id: string;
-  /** What it patches. Build-ids decide; the path is informational (and checked against the allow-list when given). */
-  target: {
-    /** Path of the target when the bundle was built. */
-    path?: string;
-    /** GNU build-id of the target file, lowercase hex. */
-    buildId: string;
-    /** An executable or a shared library. */
-    kind: "executable" | "library";
-  };
-  /** Functions replaced. */
-  functions: { symbol: string; replacement: string; consistency?: "strict" | "entry" }[];
-  /** sha256 of patch.so, lowercase hex. */
-  sha256: string;
-}
+/** What the bundle store keeps about a bundle. */
+import type { BundleManifest } from "../../bundle/index.js";
+
+export type { BundleManifest };
 
 /** A bundle that passed verification and is stored on the host. */
 export interface VerifiedBundle {
@@ -28,9 +9,9 @@ export interface VerifiedBundle {
   id: string;
   /** sha256 of the uploaded archive. */
   sha256: string;
-  /** Its manifest. */
+  /** Its manifest (bundle/'s schema 1, validated by openBundle). */
   manifest: BundleManifest;
-  /** Path of the unpacked patch .so. */
+  /** Path of the stored patch.so. */
   soPath: string;
 }
 

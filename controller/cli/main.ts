@@ -1,7 +1,11 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
 import { registerAgent } from "./commands/agent.js";
+import { registerApply } from "./commands/apply.js";
+import { registerBuild } from "./commands/build.js";
 import { registerElf } from "./commands/elf.js";
+import { registerInspect } from "./commands/inspect.js";
+import { registerKeygen } from "./commands/keygen.js";
 import { registerPs } from "./commands/ps.js";
 import { registerRevert } from "./commands/revert.js";
 import { ExitCode } from "./exit_codes.js";
@@ -23,8 +27,12 @@ export function buildProgram(): Command {
     .exitOverride();
   registerAgent(program);
   registerElf(program);
+  registerApply(program);
   registerPs(program);
   registerRevert(program);
+  registerBuild(program);
+  registerInspect(program);
+  registerKeygen(program);
   return program;
 }
 

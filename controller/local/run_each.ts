@@ -1,9 +1,21 @@
 /** Runs one operation on many processes with bounded parallelism and collects per-process outcomes. */
 
+/** A function an apply redirected, as `--json` reports it. */
+export interface AppliedFunction {
+  /** Old function, as named in the bundle. */
+  symbol: string;
+  /** Its entry in the process. */
+  address: bigint;
+  /** Where it now jumps. */
+  replacement: bigint;
+  /** The jump written: 5-byte rel32 or 14-byte absolute. */
+  jump: "rel32" | "abs64";
+}
+
 /** What happened in one process. */
 export type ProcessOutcome =
-  /** The operation changed the process. */
-  | { pid: number; outcome: "done"; pauseUs: number; detail: string }
+  /** The operation changed the process; `functions` names what now jumps where (apply). */
+  | { pid: number; outcome: "done"; pauseUs: number; detail: string; functions?: AppliedFunction[] }
   /** Nothing to do: the process was already in the asked state. */
   | { pid: number; outcome: "already"; detail: string }
   /** Not touched, for the reason given (e.g. another build of the executable). */

@@ -126,6 +126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readElf", Napi::Function::New(env, ReadElf, "readElf"));
   exports.Set("readMaps", Napi::Function::New(env, ReadMaps, "readMaps"));
   exports.Set("loadPatch", Napi::Function::New(env, LoadPatchJs, "loadPatch"));
+  exports.Set("applyBatch", Napi::Function::New(env, ApplyBatchJs, "applyBatch"));
   exports.Set("activatePatch", Napi::Function::New(env, ActivatePatchJs, "activatePatch"));
   exports.Set("deactivatePatch", Napi::Function::New(env, DeactivatePatchJs, "deactivatePatch"));
   exports.Set("unloadPatch", Napi::Function::New(env, UnloadPatchJs, "unloadPatch"));

@@ -241,7 +241,7 @@ describe("agent gRPC service (mTLS)", () => {
     });
 
     it("refuses a bundle for an executable that is not on the allow-list with PERMISSION_DENIED", async () => {
-      const foreign = await makeBundle(tmp.dir, "fix-other", { path: otherCounter, buildId: "00ff" }, patchSo);
+      const foreign = await makeBundle(tmp.dir, "fix-other", { path: otherCounter, buildId: "00ff00ff" }, patchSo);
       await assert.rejects(
         stage(client, "fix-other", foreign),
         (e) => grpcCode(e) === status.PERMISSION_DENIED && /allow-list/.test((e as Error).message),

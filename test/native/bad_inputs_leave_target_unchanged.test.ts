@@ -143,9 +143,11 @@ describe("targets that cannot be patched", () => {
   it("a zombie → EZOMBIE", async () => {
     const parent = await startFixture(await compileFixture("c/zombie_maker.c", ["-O1"]));
     try {
-      const zombie = Number(
-        (/zombie (\d+)/.exec(parent.output()) ?? (await parent.nextLine(/^zombie /)).match(/(\d+)/))?.[1],
-      );
+      const zombie = Number(/zombie (\d+)/.exec(parent.output())?.[1]);
+      // The child may not have finished exiting when its parent printed its pid.
+      for (let i = 0; i < 200 && !/State:\s+Z/.test(await readFile(`/proc/${zombie}/status`, "utf8")); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       await assert.rejects(applyPatch(zombie, spec()), isCode("EZOMBIE"));
     } finally {
       await parent.kill();

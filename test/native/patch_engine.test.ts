@@ -39,10 +39,13 @@ async function tally(target: RunningFixture): Promise<Tally> {
 }
 
 /**
- * What the target computed between two consecutive tallies. The first line read may have been
- * printed before the caller's last operation (it can sit in the pipe), so it is skipped.
+ * What the target computed between two consecutive tallies, once the last operation has settled:
+ * the first line read may have been printed before it (it can sit in the pipe), and the next
+ * interval may still count calls that were in flight across it (a thread preempted between
+ * computing an answer and counting it), so both are skipped.
  */
 async function delta(target: RunningFixture): Promise<Tally> {
+  await tally(target);
   await tally(target);
   const a = await tally(target);
   const b = await tally(target);
@@ -151,6 +154,22 @@ for (const variant of variants) {
       assert.deepEqual(await listPatches(target.pid), []);
       assert.equal((await tally(target)).loop, 1);
       assert.ok(target.alive());
+    });
+
+    it("a patch placed far away is reached through a 14-byte absolute jump", async () => {
+      const r = await applyPatch(target.pid, { ...spec(), id: "far" }, { placement: "far" });
+      const f = r.patch.functions[0];
+      assert.equal(f?.jump, "abs64");
+      assert.ok(
+        f && (f.replacement - f.site > 0x7fffffffn || f.site - f.replacement > 0x7fffffffn),
+        "beyond rel32 reach",
+      );
+      const on = await delta(target);
+      assert.equal(on.old, 0);
+      assert.ok(on.new > 0);
+      assert.equal(on.wrong, 0);
+      await revertPatch(target.pid, "far", { unload: true });
+      assert.equal((await delta(target)).new, 0);
     });
 
     it("entry consistency patches it: the old activation runs on, the next call takes the new code", async () => {

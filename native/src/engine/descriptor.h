@@ -20,6 +20,8 @@ class TargetMemory;
 
 enum class PatchState : uint32_t { kLoaded = 1, kActive = 2, kInactive = 3 };
 enum class Consistency : uint8_t { kStrict = 0, kEntry = 1 };
+// mmap: hotpatch maps and relocates the patch itself; dlopen: the target's ld.so loads it.
+enum class Loader : uint32_t { kMmap = 0, kDlopen = 1 };
 
 constexpr size_t kMaxFunctionsPerPatch = 32;
 constexpr size_t kMaxPatches = 32;
@@ -55,7 +57,9 @@ struct DescPatch {
   uint64_t order;  // load order, for stacking
   char so_path[256];
   uint32_t mapping_count;
-  uint32_t reserved;
+  uint32_t loader;         // Loader
+  uint64_t eh_frame;       // .eh_frame registered with the target's unwinder (0: none)
+  uint64_t dl_handle;      // the target's dlopen handle (Loader::kDlopen)
   DescMapping mappings[kMaxMappingsPerPatch];  // exactly what load mapped, so unload unmaps nothing else
   DescFunction functions[kMaxFunctionsPerPatch];
 };

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
 
 #include "../engine_error.h"
@@ -17,6 +18,7 @@
 #include "../ptrace/errno_codes.h"
 #include "../ptrace/proc_auxv.h"
 #include "../ptrace/stopped_process.h"
+#include "dlopen_api.h"
 #include "redirect.h"
 #include "safety.h"
 
@@ -151,8 +153,152 @@ struct PlannedFunction {
   std::vector<uint8_t> jump;
 };
 
+// Where each old function will jump, and whether the jump fits: the replacement's address comes
+// from the loaded patch, the bytes kept in front (endbr64) from the old function's entry.
+std::vector<PlannedFunction> PlanFunctions(const PatchSpec& spec, const std::vector<ResolvedSymbol>& old_fns,
+                                           const std::map<std::string, uint64_t>& exports, const TargetMemory& mem) {
+  std::vector<PlannedFunction> planned;
+  for (size_t i = 0; i < spec.functions.size(); ++i) {
+    const auto& f = spec.functions[i];
+    const auto it = exports.find(f.replacement);
+    if (it == exports.end()) {
+      throw EngineError("ENOSYMBOL", "the patch " + spec.so_path + " defines no function '" + f.replacement +
+                                         "' (replacement for " + f.symbol + ")");
+    }
+    const auto entry = mem.Read(old_fns[i].address, 4);
+    const size_t keep = EntryKeep(entry.data(), entry.size());
+    auto jump = EncodeJump(old_fns[i].address + keep, it->second);
+    if (old_fns[i].size < keep + jump.size()) {
+      throw EngineError("EFUNC_TOO_SHORT", "function " + f.symbol + " is " + std::to_string(old_fns[i].size) +
+                                               " bytes long; the jump needs " + std::to_string(keep + jump.size()) +
+                                               (old_fns[i].size == 0 ? " (its symbol has no size)" : ""));
+    }
+    planned.push_back({old_fns[i], it->second, keep, std::move(jump)});
+  }
+  return planned;
+}
+
+// Records each function in the patch's descriptor entry, with the bytes its jump will replace.
+void FillFunctions(DescPatch& record, const PatchSpec& spec, const std::vector<PlannedFunction>& planned,
+                   const TargetMemory& mem) {
+  record.function_count = static_cast<uint32_t>(planned.size());
+  for (size_t i = 0; i < planned.size(); ++i) {
+    const auto& p = planned[i];
+    DescFunction& f = record.functions[i];
+    f.address = p.old_fn.address;
+    f.size = p.old_fn.size;
+    f.replacement = p.replacement;
+    f.keep = static_cast<uint8_t>(p.keep);
+    f.length = static_cast<uint8_t>(p.jump.size());
+    f.consistency = static_cast<uint8_t>(spec.functions[i].consistency);
+    const auto original = mem.Read(f.address + f.keep, f.length);
+    std::memcpy(f.original, original.data(), f.length);
+    std::memcpy(f.jump, p.jump.data(), f.length);
+    CopyField(f.symbol, sizeof f.symbol, spec.functions[i].symbol, "symbol name");
+  }
+}
+
 // Why a load attempt did not finish: its chosen place was taken meanwhile.
 struct PlacementTaken {};
+// ... or a thread sat where an injected call could deadlock on it.
+struct Busy {
+  Conflict conflict;
+};
+
+// The target's C++ unwinder (libgcc's), if it has one: where to register a patch's .eh_frame so
+// that exceptions can be thrown through patch code, and the code that must be free to call it
+// (its lock is only ever held inside that code).
+struct Unwinder {
+  uint64_t register_fn;
+  uint64_t deregister_fn;
+  GuardedRange busy;
+};
+
+std::optional<Unwinder> FindUnwinder(const TargetImage& image) {
+  try {
+    const ResolvedSymbol reg = image.Resolve("__register_frame_info");
+    const ResolvedSymbol dereg = image.Resolve("__deregister_frame_info");
+    for (const Mapping& m : image.maps()) {
+      if (reg.address >= m.start && reg.address < m.end) {
+        return Unwinder{reg.address, dereg.address, {m.start, m.end, "the C++ unwinder (" + m.path + ")"}};
+      }
+    }
+  } catch (const EngineError& e) {
+    if (e.code() != "ENOSYMBOL") throw;
+  }
+  return std::nullopt;  // a C program: nothing unwinds through the patch, nothing to register
+}
+
+// What LoadPatch has found out before it picks a loader.
+struct LoadContext {
+  const TargetImage& image;
+  const PatchFile& patch;
+  const std::vector<ResolvedSymbol>& old_fns;
+  std::vector<Mapping>& maps;
+  DescPatch record;  // id and path filled in
+  std::string visible;
+  uint64_t span;
+  uint64_t stub;
+};
+
+// Picks a thread to run the target's loader on: one that is not inside the loader or the
+// allocator itself (it could hold their locks and would then wait on itself), and lets every
+// other thread run meanwhile, so that whoever holds a lock releases it: never a deadlock.
+std::optional<Conflict> PrepareLoaderCall(StoppedProcess& stopped, std::vector<Mapping>& maps, const DlopenApi& api) {
+  std::optional<Conflict> first;
+  for (const ThreadState& t : stopped.threads()) {
+    auto conflict = FindConflict(stopped, maps, api.busy, t.tid);
+    if (!conflict) {
+      stopped.UseForInjection(t.tid);
+      stopped.ReleaseOthers();
+      return std::nullopt;
+    }
+    if (!first) first = conflict;
+  }
+  return first;
+}
+
+// The target's own ld.so loads the patch (dlopen), so its unwinder, constructors and exception
+// tables work as for any library.
+OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts, LoadContext ctx) {
+  const DlopenApi api = FindDlopen(ctx.image);
+  uint64_t lo = UINT64_MAX;
+  for (const auto& seg : ctx.patch.loads) lo = std::min(lo, seg.vaddr & ~uint64_t{4095});
+  return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+    if (auto conflict = PrepareLoaderCall(stopped, ctx.maps, api)) return conflict;
+    const uint64_t handle = CallDlopen(stopped, ctx.stub, api, ctx.visible);
+    try {
+      // A dlopen handle is the object's struct link_map, whose first field is its load bias.
+      uint64_t bias = 0;
+      const auto raw = stopped.memory().Read(handle, sizeof bias);
+      std::memcpy(&bias, raw.data(), sizeof bias);
+      std::map<std::string, uint64_t> exports;
+      for (const auto& [name, value] : ctx.patch.exports) exports.emplace(name, bias + value);
+      const std::vector<PlannedFunction> planned = PlanFunctions(spec, ctx.old_fns, exports, stopped.memory());
+      DescPatch rec = ctx.record;
+      rec.state = static_cast<uint32_t>(PatchState::kLoaded);
+      rec.loader = static_cast<uint32_t>(Loader::kDlopen);
+      rec.dl_handle = handle;
+      rec.base = bias + lo;
+      rec.span = ctx.span;
+      FillFunctions(rec, spec, planned, stopped.memory());
+      ctx.maps = ReadProcMaps(pid);
+      Descriptor desc = ReadDescriptor(stopped.memory(), ctx.maps);
+      rec.order = desc.next_order++;
+      desc.patches.push_back(rec);
+      WriteDescriptor(stopped, ctx.stub, ctx.maps, desc);
+      result.record = rec;
+    } catch (...) {
+      try {
+        CallDlclose(stopped, ctx.stub, api, handle);  // leave the process as it was
+      } catch (const EngineError&) {
+        // the original failure is what the caller needs to hear about
+      }
+      throw;
+    }
+    return std::nullopt;
+  });
+}
 
 }  // namespace
 
@@ -163,9 +309,11 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   }
   DescPatch record{};
   CopyField(record.id, sizeof record.id, spec.id, "patch id");
-  CopyField(record.so_path, sizeof record.so_path, spec.so_path, "patch path");
 
-  const TargetImage image(pid, opts.debug_dirs);
+  ObjectCache own_cache;
+  ObjectCache& cache = opts.cache != nullptr ? *opts.cache : own_cache;
+  const TargetImage image(pid, opts.debug_dirs, cache);
+  const std::shared_ptr<const PatchFile> patch = cache.Patch(spec.so_path);
   const TargetMemory probe(pid);
   std::vector<ResolvedSymbol> old_fns;
   for (const auto& f : spec.functions) old_fns.push_back(image.Resolve(f.symbol));
@@ -176,37 +324,29 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
   }
   const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
-  const uint64_t span = PatchSpan(spec.so_path);
+  CopyField(record.so_path, sizeof record.so_path, visible, "patch path");  // as the target sees it
+  const uint64_t span = PatchSpan(*patch);
   const uint64_t stub = ReadEntryPoint(pid);
+  if (spec.loader == Loader::kDlopen) {
+    return LoadWithDlopen(pid, spec, opts, {image, *patch, old_fns, maps, record, visible, span, stub});
+  }
+  const std::optional<Unwinder> unwinder = patch->eh_frame != 0 ? FindUnwinder(image) : std::nullopt;
+  const auto deadline = Clock::now() + opts.safety_timeout;
+  auto backoff = std::chrono::microseconds(500);
 
-  for (int placement = 0; placement < kPlacementAttempts; ++placement) {
-    const std::optional<uint64_t> base = ChooseBase(maps, old_fns.front().address, span);
+  for (int placement = 0; placement < kPlacementAttempts;) {
+    // Near the first old function when there is room (5-byte jumps), else anywhere (14-byte ones).
+    std::optional<uint64_t> base = opts.far ? std::nullopt : ChooseBase(maps, old_fns.front().address, span);
+    if (!base) base = ChooseAnyBase(maps, span);
     if (!base) {
       throw EngineError("ENOSPACE", "no free address range of " + std::to_string(span) + " bytes in process " +
                                         std::to_string(pid));
     }
-    const LoadPlan plan = PlanLoad(image, spec.so_path, *base);
+    const LoadPlan plan = PlanLoad(image, *patch, spec.so_path, *base);
     if (plan.mappings.size() > kMaxMappingsPerPatch) {
       throw EngineError("EUNSUPPORTED_PATCH", "the patch needs more than " + std::to_string(kMaxMappingsPerPatch) + " mappings");
     }
-    std::vector<PlannedFunction> planned;
-    for (size_t i = 0; i < spec.functions.size(); ++i) {
-      const auto& f = spec.functions[i];
-      const auto it = plan.exports.find(f.replacement);
-      if (it == plan.exports.end()) {
-        throw EngineError("ENOSYMBOL", "the patch " + spec.so_path + " defines no function '" + f.replacement +
-                                           "' (replacement for " + f.symbol + ")");
-      }
-      const auto entry = probe.Read(old_fns[i].address, 4);
-      const size_t keep = EntryKeep(entry.data(), entry.size());
-      auto jump = EncodeJump(old_fns[i].address + keep, it->second);
-      if (old_fns[i].size < keep + jump.size()) {
-        throw EngineError("EFUNC_TOO_SHORT", "function " + f.symbol + " is " + std::to_string(old_fns[i].size) +
-                                                 " bytes long; the jump needs " + std::to_string(keep + jump.size()) +
-                                                 (old_fns[i].size == 0 ? " (its symbol has no size)" : ""));
-      }
-      planned.push_back({old_fns[i], it->second, keep, std::move(jump)});
-    }
+    const std::vector<PlannedFunction> planned = PlanFunctions(spec, old_fns, plan.exports, probe);
 
     OpResult result{};
     try {
@@ -239,6 +379,12 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
         throw EngineError("EINJECT", "the target could not map the patch: " + std::string(std::strerror(static_cast<int>(-failed))));
       }
       for (const auto& w : plan.writes) stopped.memory().Write(w.addr, w.bytes);
+      if (unwinder && plan.eh_frame != 0) {
+        std::vector<GuardedRange> busy{unwinder->busy};
+        if (auto c = FindConflict(stopped, maps, busy)) throw Busy{*c};
+        stopped.InjectCall(stub, unwinder->register_fn, plan.eh_frame, plan.unwind_object);
+        record.eh_frame = plan.eh_frame;
+      }
 
       record.state = static_cast<uint32_t>(PatchState::kLoaded);
       record.base = plan.base;
@@ -247,21 +393,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       for (size_t i = 0; i < plan.mappings.size(); ++i) {
         record.mappings[i] = {plan.mappings[i].addr, plan.mappings[i].length, static_cast<uint32_t>(plan.mappings[i].prot), 0};
       }
-      record.function_count = static_cast<uint32_t>(planned.size());
-      for (size_t i = 0; i < planned.size(); ++i) {
-        const auto& p = planned[i];
-        DescFunction& f = record.functions[i];
-        f.address = p.old_fn.address;
-        f.size = p.old_fn.size;
-        f.replacement = p.replacement;
-        f.keep = static_cast<uint8_t>(p.keep);
-        f.length = static_cast<uint8_t>(p.jump.size());
-        f.consistency = static_cast<uint8_t>(spec.functions[i].consistency);
-        const auto original = stopped.memory().Read(f.address + f.keep, f.length);
-        std::memcpy(f.original, original.data(), f.length);
-        std::memcpy(f.jump, p.jump.data(), f.length);
-        CopyField(f.symbol, sizeof f.symbol, spec.functions[i].symbol, "symbol name");
-      }
+      FillFunctions(record, spec, planned, stopped.memory());
       Descriptor desc = ReadDescriptor(stopped.memory(), maps);
       record.order = desc.next_order++;
       desc.patches.push_back(record);
@@ -274,6 +406,15 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       return result;
     } catch (const PlacementTaken&) {
       maps = ReadProcMaps(pid);  // the target mapped something there meanwhile: choose again
+      ++placement;
+    } catch (const Busy& busy) {
+      if (Clock::now() + backoff > deadline) {
+        throw EngineError("EUNSAFE_TIMEOUT", DescribeConflict(pid, busy.conflict) +
+                                                 "; registering the patch's unwind tables must wait for it");
+      }
+      if (Cancelled(opts)) throw EngineError("ECANCELLED", "cancelled while waiting for a safe moment");
+      Sleep(backoff);
+      backoff = std::min(backoff * 2, std::chrono::microseconds(64'000));
     }
   }
   throw EngineError("ENOSPACE", "the target kept taking the address range chosen for the patch; try again");
@@ -395,10 +536,28 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
     }
   }
   const uint64_t stub = ReadEntryPoint(pid);
+  std::optional<Unwinder> unwinder;
+  std::optional<DlopenApi> dl;
+  if (known.eh_frame != 0 || known.loader == static_cast<uint32_t>(Loader::kDlopen)) {
+    ObjectCache own_cache;
+    const TargetImage image(pid, opts.debug_dirs, opts.cache != nullptr ? *opts.cache : own_cache);
+    if (known.eh_frame != 0) unwinder = FindUnwinder(image);
+    if (unwinder) ranges.push_back(unwinder->busy);
+    if (known.loader == static_cast<uint32_t>(Loader::kDlopen)) {
+      dl = FindDlopen(image);
+      ranges.push_back({known.base, known.base + known.span, "the code of patch '" + id + "'"});
+    }
+  }
   return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
     Descriptor desc = ReadDescriptor(stopped.memory(), maps);
     DescPatch& rec = RequirePatch(desc, id, pid);
     if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+    // The unwinder must forget the tables before the memory holding them goes away.
+    if (rec.eh_frame != 0 && unwinder) stopped.InjectCall(stub, unwinder->deregister_fn, rec.eh_frame);
+    if (dl) {
+      if (auto busy = PrepareLoaderCall(stopped, maps, *dl)) return busy;
+      CallDlclose(stopped, stub, *dl, rec.dl_handle);
+    }
     for (uint32_t i = 0; i < rec.mapping_count; ++i) {
       const long r = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(rec.mappings[i].addr),
                                            static_cast<long>(rec.mappings[i].length));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../loader/object_cache.h"
 #include "descriptor.h"
 
 namespace hotpatch {
@@ -24,12 +25,15 @@ struct PatchSpec {
   std::string id;
   std::string so_path;
   std::vector<FunctionSpec> functions;
+  Loader loader = Loader::kMmap;
 };
 
 struct OpOptions {
   std::chrono::milliseconds safety_timeout{5000};
   std::vector<std::string> debug_dirs;
   const std::atomic<int32_t>* cancelled = nullptr;  // set to non-zero to stop retrying
+  bool far = false;  // place the patch anywhere (14-byte absolute jumps) instead of within ±2 GiB
+  ObjectCache* cache = nullptr;  // parsed ELF files shared across processes; a private one if null
 };
 
 struct OpResult {

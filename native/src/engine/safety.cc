@@ -25,10 +25,11 @@ const Mapping* MappingOf(const std::vector<Mapping>& maps, uint64_t addr) {
 }  // namespace
 
 std::optional<Conflict> FindConflict(const StoppedProcess& stopped, std::vector<Mapping>& maps,
-                                     const std::vector<GuardedRange>& ranges) {
+                                     const std::vector<GuardedRange>& ranges, pid_t only) {
   if (ranges.empty()) return std::nullopt;
   std::vector<uint64_t> words;
   for (const ThreadState& t : stopped.threads()) {
+    if (only != 0 && t.tid != only) continue;
     if (const GuardedRange* r = Hit(ranges, t.regs.rip)) return Conflict{t.tid, t.regs.rip, true, r->name};
 
     const uint64_t rsp = t.regs.rsp;

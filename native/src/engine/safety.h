@@ -31,8 +31,9 @@ struct Conflict {
 };
 
 // `maps` may be stale (read before the stop); a stack it does not know is looked up afresh.
+// With `only` set, just that thread is checked.
 std::optional<Conflict> FindConflict(const StoppedProcess& stopped, std::vector<Mapping>& maps,
-                                     const std::vector<GuardedRange>& ranges);
+                                     const std::vector<GuardedRange>& ranges, pid_t only = 0);
 
 std::string DescribeConflict(pid_t pid, const Conflict& c);
 

@@ -28,28 +28,9 @@ struct ElfDeleter {
   void operator()(Elf* e) const { elf_end(e); }
 };
 
-struct Segment {
-  uint64_t vaddr, memsz, offset, filesz;
-  uint32_t flags;
-};
-
-struct Relocation {
-  uint64_t offset;
-  uint32_t type;
-  int64_t addend;
-  std::string symbol;  // empty for none
-  bool defined;        // defined in the patch itself
-  uint64_t value;      // its st_value when defined
-  bool weak;
-};
-
-struct PatchFile {
-  std::vector<Segment> loads;
-  std::vector<Relocation> relocations;
-  std::map<std::string, uint64_t> exports;  // st_value of defined functions and objects
-};
-
 [[noreturn]] void Bad(const std::string& path, const std::string& what) { throw EngineError("EBAD_ELF", path + ": " + what); }
+
+}  // namespace
 
 PatchFile ReadPatch(const std::string& path) {
   elf_version(EV_CURRENT);
@@ -81,9 +62,16 @@ PatchFile ReadPatch(const std::string& path) {
   }
   if (out.loads.empty()) Bad(path, "no loadable segment");
 
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) Bad(path, elf_errmsg(-1));
   for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
     GElf_Shdr sh;
     if (gelf_getshdr(scn, &sh) == nullptr) Bad(path, elf_errmsg(-1));
+    const char* section = elf_strptr(elf.get(), shstrndx, sh.sh_name);
+    // An .eh_frame holding more than its terminator means unwinding tables worth registering.
+    if (section && std::strcmp(section, ".eh_frame") == 0 && (sh.sh_flags & SHF_ALLOC) && sh.sh_size > 4) {
+      out.eh_frame = sh.sh_addr;
+    }
     if (sh.sh_type != SHT_NOBITS && sh.sh_offset + sh.sh_size > file_size) Bad(path, "a section runs past the end of the file (truncated?)");
     if (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB) {
       Elf_Data* data = elf_getdata(scn, nullptr);
@@ -113,7 +101,7 @@ PatchFile ReadPatch(const std::string& path) {
     for (size_t i = 0; i < n; ++i) {
       GElf_Rela r;
       if (gelf_getrela(data, static_cast<int>(i), &r) == nullptr) Bad(path, elf_errmsg(-1));
-      Relocation rel{r.r_offset, static_cast<uint32_t>(GELF_R_TYPE(r.r_info)), r.r_addend, "", false, 0, false};
+      PatchRelocation rel{r.r_offset, static_cast<uint32_t>(GELF_R_TYPE(r.r_info)), r.r_addend, "", false, 0, false};
       if (const size_t symi = GELF_R_SYM(r.r_info); symi != 0) {
         GElf_Sym sym;
         if (!syms || gelf_getsym(syms, static_cast<int>(symi), &sym) == nullptr) Bad(path, "a relocation names a missing symbol");
@@ -128,6 +116,8 @@ PatchFile ReadPatch(const std::string& path) {
   }
   return out;
 }
+
+namespace {
 
 std::pair<uint64_t, uint64_t> Extent(const PatchFile& p) {
   uint64_t lo = UINT64_MAX, hi = 0;
@@ -163,20 +153,19 @@ const char* RelocName(uint32_t type) {
 
 }  // namespace
 
-uint64_t PatchSpan(const std::string& so_path) {
-  const auto [lo, hi] = Extent(ReadPatch(so_path));
+uint64_t PatchSpan(const PatchFile& patch) {
+  const auto [lo, hi] = Extent(patch);
   return hi - lo;
 }
 
-LoadPlan PlanLoad(const TargetImage& target, const std::string& so_path, uint64_t base) {
-  const PatchFile patch = ReadPatch(so_path);
+LoadPlan PlanLoad(const TargetImage& target, const PatchFile& patch, const std::string& so_path, uint64_t base) {
   const auto [lo, hi] = Extent(patch);
   // `bias` is what st_values and r_offsets of the patch are relative to, once placed at `base`.
   const uint64_t bias = base - lo;
-  LoadPlan plan{so_path, base, hi - lo, {}, {}, {}};
+  LoadPlan plan{so_path, base, hi - lo, {}, {}, {}, 0, 0};
 
   uint64_t mapped_to = 0;
-  for (const Segment& s : patch.loads) {
+  for (const PatchSegment& s : patch.loads) {
     const uint64_t start = bias + PageDown(s.vaddr);
     const uint64_t file_end = bias + PageUp(s.vaddr + s.filesz);
     const uint64_t mem_end = bias + PageUp(s.vaddr + s.memsz);
@@ -194,8 +183,16 @@ LoadPlan PlanLoad(const TargetImage& target, const std::string& so_path, uint64_
   }
 
   for (const auto& [name, value] : patch.exports) plan.exports.emplace(name, bias + value);
+  if (patch.eh_frame != 0) {
+    // One page of our own for the unwinder's bookkeeping (libgcc's `struct object`), so that
+    // registering the tables allocates nothing inside the target.
+    plan.eh_frame = bias + patch.eh_frame;
+    plan.unwind_object = base + plan.span;
+    plan.mappings.push_back({plan.unwind_object, kPage, PROT_READ | PROT_WRITE, 0, true});
+    plan.span += kPage;
+  }
 
-  for (const Relocation& r : patch.relocations) {
+  for (const PatchRelocation& r : patch.relocations) {
     switch (r.type) {
       case R_X86_64_NONE: case R_X86_64_RELATIVE: case R_X86_64_64: case R_X86_64_GLOB_DAT:
       case R_X86_64_JUMP_SLOT: case R_X86_64_PC32: case R_X86_64_PLT32:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../proc_maps.h"
+#include "patch_file.h"
 #include "target_image.h"
 
 namespace hotpatch {
@@ -34,15 +35,17 @@ struct LoadPlan {
   std::vector<SegmentMapping> mappings;      // mmap these in order, MAP_PRIVATE|MAP_FIXED_NOREPLACE
   std::vector<MemoryWrite> writes;           // then write these
   std::map<std::string, uint64_t> exports;   // the patch's defined functions and objects -> target address
+  uint64_t eh_frame = 0;                     // the patch's .eh_frame in the target, 0 if none
+  uint64_t unwind_object = 0;                // room for the unwinder's record of it
 };
 
-// Bytes of address space the patch needs (page aligned). Throws EBAD_ELF, EUNSUPPORTED_PATCH.
-uint64_t PatchSpan(const std::string& so_path);
+// Bytes of address space the patch needs (page aligned).
+uint64_t PatchSpan(const PatchFile& patch);
 
 // Lays the patch out at `base` and resolves its relocations against itself, then the target.
-// Throws EBAD_ELF, EUNSUPPORTED_PATCH, EUNSUPPORTED_RELOC, ENOSYMBOL. Constructors
+// Throws EUNSUPPORTED_PATCH, EUNSUPPORTED_RELOC, ENOSYMBOL. Constructors
 // (.init_array) of the patch are never run.
-LoadPlan PlanLoad(const TargetImage& target, const std::string& so_path, uint64_t base);
+LoadPlan PlanLoad(const TargetImage& target, const PatchFile& patch, const std::string& so_path, uint64_t base);
 
 // A free, page-aligned base such that [base, base+span) is within rel32 reach (±2 GiB) of
 // `near`, preferring space below it (the heap grows upwards); nullopt when there is none.

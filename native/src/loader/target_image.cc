@@ -45,7 +45,7 @@ ResolvedSymbol ResolveIfunc(const LoadedObject& obj, const std::string& name) {
   if (impl != nullptr && dladdr(impl, &info) != 0 && info.dli_fname != nullptr) {
     try {
       const ElfInfo ours = ReadElfFile(info.dli_fname);
-      if (ours.build_id && ours.build_id == obj.elf.build_id) {
+      if (ours.build_id && ours.build_id == obj.elf->build_id) {
         const uint64_t offset = reinterpret_cast<uint64_t>(impl) - reinterpret_cast<uint64_t>(info.dli_fbase);
         uint64_t size = 0;
         for (const auto& s : ours.symbols) {
@@ -64,8 +64,8 @@ ResolvedSymbol ResolveIfunc(const LoadedObject& obj, const std::string& name) {
 
 }  // namespace
 
-TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs)
-    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)) {
+TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache)
+    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)), cache_(cache) {
   if (debug_dirs_.empty()) debug_dirs_.push_back("/usr/lib/debug");
   const std::string exe = ReadExeLink(pid);
   const std::string root = "/proc/" + std::to_string(pid) + "/root";
@@ -75,15 +75,16 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs)
     // pseudo-files cannot be read back.
     if (m.offset != 0 || m.path.empty() || m.path[0] != '/' || !seen.insert(m.path).second) continue;
     if (m.path.find(" (deleted)") != std::string::npos || m.path.rfind("/memfd:", 0) == 0) continue;
-    ElfInfo elf;
+    std::shared_ptr<const ElfInfo> elf;
     try {
-      elf = ReadElfFile(root + m.path);
+      elf = cache_.Elf(root + m.path);
     } catch (const EngineError&) {
-      continue;  // a mapped data file (locale archive, ...), not an ELF object
+      continue;  // unreadable: not something we could resolve symbols in anyway
     }
+    if (!elf) continue;  // a mapped data file (locale archive, ...), not an ELF object
     uint64_t first_load = 0;
     bool has_load = false;
-    for (const auto& ph : elf.program_headers) {
+    for (const auto& ph : elf->program_headers) {
       if (ph.type == PT_LOAD) {
         first_load = ph.vaddr & ~(kPage - 1);
         has_load = true;
@@ -91,7 +92,7 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs)
       }
     }
     if (!has_load) continue;
-    const uint64_t bias = elf.type == ET_EXEC ? 0 : m.start - first_load;
+    const uint64_t bias = elf->type == ET_EXEC ? 0 : m.start - first_load;
     objects_.push_back({m.path, root + m.path, bias, m.path == exe, std::move(elf)});
   }
   // The executable first: it is searched first.
@@ -133,23 +134,23 @@ std::optional<ResolvedSymbol> TargetImage::FromObject(const LoadedObject& obj, c
 
 const ElfInfo* TargetImage::DebugInfo() const {
   if (!debug_) {
-    debug_ = std::unique_ptr<ElfInfo>();
+    debug_ = std::shared_ptr<const ElfInfo>();
     const LoadedObject& exe = objects_.front();
     std::vector<std::string> candidates;
-    const auto& id = exe.elf.build_id;
+    const auto& id = exe.elf->build_id;
     for (const auto& dir : debug_dirs_) {
       if (id && id->size() > 2) candidates.push_back(dir + "/.build-id/" + id->substr(0, 2) + "/" + id->substr(2) + ".debug");
-      if (exe.elf.debug_link) {
+      if (exe.elf->debug_link) {
         const std::string exe_dir = std::filesystem::path(exe.path).parent_path().string();
-        candidates.push_back(dir + exe_dir + "/" + *exe.elf.debug_link);
+        candidates.push_back(dir + exe_dir + "/" + *exe.elf->debug_link);
       }
     }
     for (const auto& c : candidates) {
       try {
-        ElfInfo info = ReadElfFile(c);
+        auto info = cache_.Elf(c);
         // Only the debug file of this very build describes this executable's addresses.
-        if (info.build_id == id) {
-          *debug_ = std::make_unique<ElfInfo>(std::move(info));
+        if (info && info->build_id == id) {
+          *debug_ = std::move(info);
           break;
         }
       } catch (const EngineError&) {
@@ -168,10 +169,10 @@ ResolvedSymbol TargetImage::Resolve(const std::string& qualified) const {
   }
   if (name.empty()) throw EngineError("ENOSYMBOL", "empty symbol name in '" + qualified + "'");
   const LoadedObject& exe = objects_.front();
-  if (auto r = FromObject(exe, exe.elf, file, name, true)) return *r;
+  if (auto r = FromObject(exe, *exe.elf, file, name, true)) return *r;
   if (file.empty()) {
     for (size_t i = 1; i < objects_.size(); ++i) {
-      if (auto r = FromObject(objects_[i], objects_[i].elf, "", name, false)) return *r;
+      if (auto r = FromObject(objects_[i], *objects_[i].elf, "", name, false)) return *r;
     }
   }
   if (const ElfInfo* debug = DebugInfo()) {

@@ -12,6 +12,7 @@
 
 #include "../elf_file.h"
 #include "../proc_maps.h"
+#include "object_cache.h"
 
 namespace hotpatch {
 
@@ -27,14 +28,14 @@ struct LoadedObject {
   std::string host_path;  // the same file as we can open it (through /proc/PID/root)
   uint64_t bias;          // add to a symbol value to get its address in the target
   bool is_executable;     // the main program
-  ElfInfo elf;
+  std::shared_ptr<const ElfInfo> elf;
 };
 
 class TargetImage {
  public:
-  // Reads the maps and every mapped ELF object. `debug_dirs` are searched for separate debug
-  // info by build-id (default /usr/lib/debug when empty).
-  TargetImage(pid_t pid, std::vector<std::string> debug_dirs);
+  // Reads the maps and every mapped ELF object (through `cache`). `debug_dirs` are searched for
+  // separate debug info by build-id (default /usr/lib/debug when empty).
+  TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache);
 
   // Resolves a defined symbol: the executable's .symtab (statics included) and .dynsym, then the
   // libraries' exported symbols, then the executable's separate debug info. A static name defined
@@ -55,7 +56,8 @@ class TargetImage {
   std::vector<std::string> debug_dirs_;
   std::vector<Mapping> maps_;
   std::vector<LoadedObject> objects_;
-  mutable std::optional<std::unique_ptr<ElfInfo>> debug_;  // looked up once, on first need
+  ObjectCache& cache_;
+  mutable std::optional<std::shared_ptr<const ElfInfo>> debug_;  // looked up once, on first need
 };
 
 }  // namespace hotpatch

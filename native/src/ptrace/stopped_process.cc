@@ -90,7 +90,11 @@ void StoppedProcess::SeizeAll(Clock::time_point deadline) {
 }
 
 void StoppedProcess::WaitForStops(Clock::time_point deadline) {
-  long backoff_ns = 2'000;
+  // Spin first: each sleep gives up the CPU, and on a machine whose cores are all taken by the
+  // target's busy threads, getting it back costs up to a scheduler tick per sleep. Threads stop
+  // within microseconds of being scheduled, so a short spin almost always ends the wait.
+  const auto spin_until = Clock::now() + std::chrono::milliseconds(5);
+  long backoff_ns = 20'000;
   for (;;) {
     bool waiting = false;
     for (auto it = seized_.begin(); it != seized_.end();) {
@@ -125,6 +129,7 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       throw EngineError("ESTOP_TIMEOUT", "threads" + stuck + " of process " + std::to_string(pid_) +
                                              " did not stop in time (uninterruptible sleep?)");
     }
+    if (Clock::now() < spin_until) continue;
     ShortSleep(backoff_ns);
     backoff_ns = std::min(backoff_ns * 2, 200'000L);
   }
@@ -134,6 +139,7 @@ void StoppedProcess::ReleaseAll() noexcept {
   if (released_) return;
   released_ = true;
   for (Seized& s : seized_) {
+    if (s.tid < 0) continue;  // already let go by ReleaseOthers
     if (!s.stopped) {
       // PTRACE_DETACH needs a stopped tracee: wait (briefly) for the interrupt we sent to land.
       for (int i = 0; i < 20000 && !s.stopped; ++i) {
@@ -153,6 +159,22 @@ void StoppedProcess::ReleaseAll() noexcept {
   stop_end_ = Clock::now();
 }
 
+void StoppedProcess::UseForInjection(pid_t tid) {
+  auto it = std::find_if(threads_.begin(), threads_.end(), [tid](const ThreadState& t) { return t.tid == tid; });
+  if (it == threads_.end()) throw EngineError("EINTERNAL", "thread " + std::to_string(tid) + " is not held");
+  std::iter_swap(threads_.begin(), it);
+}
+
+void StoppedProcess::ReleaseOthers() noexcept {
+  // Keeps the first thread (the one running an injected call); lets every other one go.
+  for (Seized& s : seized_) {
+    if (s.tid == threads_.front().tid || s.tid < 0 || !s.stopped) continue;
+    ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal)));
+    s.stopped = false;
+    s.tid = -s.tid;  // released: ReleaseAll skips it
+  }
+}
+
 void StoppedProcess::Resume() { ReleaseAll(); }
 
 uint64_t StoppedProcess::PauseMicros() const {
@@ -166,38 +188,33 @@ uint64_t StoppedProcess::Scratch(size_t len) const {
   return ((rsp - 512 - len) & ~uint64_t{15});
 }
 
-long StoppedProcess::InjectSyscall(uint64_t stub, long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+// Runs the first thread from `regs` until it stops at the int3 at `trap` (then rip = trap + 1),
+// restores its registers and returns the rax it ended with.
+uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience) {
   ThreadState& t = threads_.front();
-  const TargetMemory& mem = *memory_;
-  // `syscall; int3` over borrowed code: every thread is stopped, so nobody can execute it meanwhile.
-  static const uint8_t kStub[] = {0x0f, 0x05, 0xcc};
-  const std::vector<uint8_t> saved = mem.Read(stub, sizeof kStub);
-  mem.Write(stub, kStub, sizeof kStub);
-
-  user_regs_struct regs = t.regs;
-  regs.rip = stub;
-  regs.rax = static_cast<unsigned long long>(nr);
-  regs.rdi = static_cast<unsigned long long>(a1);
-  regs.rsi = static_cast<unsigned long long>(a2);
-  regs.rdx = static_cast<unsigned long long>(a3);
-  regs.r10 = static_cast<unsigned long long>(a4);
-  regs.r8 = static_cast<unsigned long long>(a5);
-  regs.r9 = static_cast<unsigned long long>(a6);
   // orig_rax = -1 keeps the kernel from "restarting" a system call the thread was interrupted in
-  // when we resume it at our stub; the real orig_rax comes back with the saved registers.
+  // when we resume it elsewhere; the real orig_rax comes back with the saved registers.
   regs.orig_rax = static_cast<unsigned long long>(-1);
-
-  long result = 0;
   std::string failure;
+  uint64_t result = 0;
   if (ptrace(PTRACE_SETREGS, t.tid, nullptr, &regs) != 0) {
     failure = "PTRACE_SETREGS";
   } else if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) {
     failure = "PTRACE_CONT";
   } else {
+    bool others_released = false;
     for (;;) {
       int status = 0;
-      if (waitpid(t.tid, &status, __WALL) < 0 || !WIFSTOPPED(status)) {
-        // The target died under us (killed from outside): nothing left to restore.
+      const pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
+      if (r == 0) {
+        if (!others_released && Clock::now() > patience) {
+          ReleaseOthers();  // a lock holder among them can now finish, and so can our call
+          others_released = true;
+        }
+        ShortSleep(others_released ? 1'000'000 : 20'000);
+        continue;
+      }
+      if (r < 0 || !WIFSTOPPED(status)) {
         throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid_) + " exited during an injected call");
       }
       const int sig = WSTOPSIG(status);
@@ -211,13 +228,71 @@ long StoppedProcess::InjectSyscall(uint64_t stub, long nr, long a1, long a2, lon
     if (failure.empty()) {
       user_regs_struct after;
       if (ptrace(PTRACE_GETREGS, t.tid, nullptr, &after) != 0) failure = "PTRACE_GETREGS";
-      result = static_cast<long>(after.rax);
+      else if (after.rip != trap + 1) failure = "an injected call that stopped at an unexpected place";
+      result = after.rax;
     }
   }
   const int err = errno;
-  mem.Write(stub, saved);
   if (ptrace(PTRACE_SETREGS, t.tid, nullptr, &t.regs) != 0 && failure.empty()) failure = "PTRACE_SETREGS";
-  if (!failure.empty()) ThrowForErrno(err, pid_, failure + " during an injected system call");
+  if (!failure.empty()) ThrowForErrno(err, pid_, failure);
+  return result;
+}
+
+long StoppedProcess::InjectSyscall(uint64_t stub, long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  ThreadState& t = threads_.front();
+  if (!seccomp_) seccomp_ = std::make_unique<SeccompCheck>(t.tid);
+  seccomp_->RequireAllowed(nr, {static_cast<uint64_t>(a1), static_cast<uint64_t>(a2), static_cast<uint64_t>(a3),
+                                static_cast<uint64_t>(a4), static_cast<uint64_t>(a5), static_cast<uint64_t>(a6)},
+                           stub + 2);
+  // `syscall; int3` over borrowed code: every thread is stopped, so nobody can execute it meanwhile.
+  static const uint8_t kStub[] = {0x0f, 0x05, 0xcc};
+  const std::vector<uint8_t> saved = memory_->Read(stub, sizeof kStub);
+  memory_->Write(stub, kStub, sizeof kStub);
+  user_regs_struct regs = t.regs;
+  regs.rip = stub;
+  regs.rax = static_cast<unsigned long long>(nr);
+  regs.rdi = static_cast<unsigned long long>(a1);
+  regs.rsi = static_cast<unsigned long long>(a2);
+  regs.rdx = static_cast<unsigned long long>(a3);
+  regs.r10 = static_cast<unsigned long long>(a4);
+  regs.r8 = static_cast<unsigned long long>(a5);
+  regs.r9 = static_cast<unsigned long long>(a6);
+  uint64_t result = 0;
+  try {
+    result = RunToTrap(regs, stub + 2, Clock::now() + std::chrono::seconds(5));
+  } catch (...) {
+    memory_->Write(stub, saved);
+    throw;
+  }
+  memory_->Write(stub, saved);
+  return static_cast<long>(result);
+}
+
+uint64_t StoppedProcess::InjectCall(uint64_t stub, uint64_t fn, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4) {
+  ThreadState& t = threads_.front();
+  // The function returns to an int3 we put at `stub`. Its frame goes well below anything the
+  // thread or our scratch arguments use, 16-byte aligned before the pushed return address (ABI).
+  static const uint8_t kTrap[] = {0xcc};
+  const std::vector<uint8_t> saved = memory_->Read(stub, 1);
+  memory_->Write(stub, kTrap, 1);
+  user_regs_struct regs = t.regs;
+  const uint64_t rsp = ((t.regs.rsp - 16384) & ~uint64_t{15}) - 8;
+  memory_->Write(rsp, &stub, sizeof stub);
+  regs.rsp = rsp;
+  regs.rip = fn;
+  regs.rdi = a1;
+  regs.rsi = a2;
+  regs.rdx = a3;
+  regs.rcx = a4;
+  regs.rax = 0;
+  uint64_t result = 0;
+  try {
+    result = RunToTrap(regs, stub, Clock::now() + std::chrono::milliseconds(200));
+  } catch (...) {
+    memory_->Write(stub, saved);
+    throw;
+  }
+  memory_->Write(stub, saved);
   return result;
 }
 

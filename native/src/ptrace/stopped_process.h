@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "seccomp_check.h"
 #include "target_memory.h"
 
 namespace hotpatch {
@@ -44,9 +45,19 @@ class StoppedProcess {
   // (negative errno on failure). `stub` is the address of executable memory we may borrow.
   long InjectSyscall(uint64_t stub, long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0,
                      long a6 = 0);
+  // Calls function `fn` of the target on its first thread (System V ABI, up to 4 integer
+  // arguments) and returns its result. The caller must have made sure no stopped thread holds a
+  // lock the function takes; should it still not return within a moment, the other threads are
+  // let go (so a lock holder can finish) and the call is awaited a while longer.
+  uint64_t InjectCall(uint64_t stub, uint64_t fn, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0);
   // An address in the first thread's stack, below its red zone, with room for `len` bytes: scratch
   // space for the arguments of injected calls (nothing of the target lives there while it is stopped).
   uint64_t Scratch(size_t len) const;
+
+  // Makes `tid` the thread injected calls run on (instead of the first, the main thread).
+  void UseForInjection(pid_t tid);
+  // Lets every thread but the injecting one run again (they stay released until the end).
+  void ReleaseOthers() noexcept;
 
   // Detaches every thread now (idempotent) and fixes the measured pause.
   void Resume();
@@ -57,6 +68,7 @@ class StoppedProcess {
   void SeizeAll(Clock::time_point deadline);
   void WaitForStops(Clock::time_point deadline);
   void ReleaseAll() noexcept;
+  uint64_t RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience);
 
   struct Seized {
     pid_t tid;
@@ -68,6 +80,7 @@ class StoppedProcess {
   std::vector<Seized> seized_;
   std::vector<ThreadState> threads_;
   std::unique_ptr<TargetMemory> memory_;
+  std::unique_ptr<SeccompCheck> seccomp_;  // read on the first injected call
   Clock::time_point stop_start_;
   Clock::time_point stop_end_;
   bool released_ = false;

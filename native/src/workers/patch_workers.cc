@@ -3,6 +3,7 @@
 #include <cstring>
 #include <functional>
 
+#include "../engine/batch.h"
 #include "../engine/patch_ops.h"
 #include "../promise_worker.h"
 
@@ -36,6 +37,7 @@ Napi::Object PatchToJs(Napi::Env env, const DescPatch& p) {
   o.Set("base", Big(env, p.base));
   o.Set("span", Big(env, p.span));
   o.Set("order", Napi::Number::New(env, static_cast<double>(p.order)));
+  o.Set("loader", p.loader == static_cast<uint32_t>(Loader::kDlopen) ? "dlopen" : "mmap");
   Napi::Array fns = Napi::Array::New(env, p.function_count);
   for (uint32_t i = 0; i < p.function_count; ++i) {
     const DescFunction& f = p.functions[i];
@@ -55,7 +57,7 @@ Napi::Object PatchToJs(Napi::Env env, const DescPatch& p) {
   return o;
 }
 
-// Options shared by every operation: {safetyTimeoutMs, debugDirs, cancel: Int32Array on a SharedArrayBuffer}.
+// Options shared by every operation: {safetyTimeoutMs, placement, debugDirs, cancel: Int32Array on a SharedArrayBuffer}.
 struct JsOptions {
   OpOptions ops;
   Napi::ObjectReference keep_alive;  // the cancel flag's buffer must outlive the worker
@@ -69,6 +71,11 @@ void ReadOptions(const Napi::CallbackInfo& info, size_t i, JsOptions& out) {
     const double ms = o.Get("safetyTimeoutMs").As<Napi::Number>().DoubleValue();
     if (!(ms >= 0 && ms <= 3'600'000)) throw Napi::RangeError::New(info.Env(), "safetyTimeoutMs must be 0..3600000");
     out.ops.safety_timeout = std::chrono::milliseconds(static_cast<int64_t>(ms));
+  }
+  if (o.Has("placement")) {
+    const std::string p = o.Get("placement").As<Napi::String>().Utf8Value();
+    if (p != "near" && p != "far") throw Napi::TypeError::New(info.Env(), "placement must be 'near' or 'far'");
+    out.ops.far = p == "far";
   }
   if (o.Has("debugDirs")) {
     Napi::Array dirs = o.Get("debugDirs").As<Napi::Array>();
@@ -157,11 +164,12 @@ class StopResumeWorker : public PromiseWorker {
 
 }  // namespace
 
-Napi::Value LoadPatchJs(const Napi::CallbackInfo& info) {
+namespace {
+
+PatchSpec ReadSpec(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
-  const pid_t pid = static_cast<pid_t>(RequirePositiveInt(info, 0, "pid"));
-  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
-  Napi::Object s = info[1].As<Napi::Object>();
+  if (info.Length() <= i || !info[i].IsObject()) throw Napi::TypeError::New(env, "spec must be an object");
+  Napi::Object s = info[i].As<Napi::Object>();
   PatchSpec spec;
   spec.id = s.Get("id").As<Napi::String>().Utf8Value();
   spec.so_path = s.Get("soPath").As<Napi::String>().Utf8Value();
@@ -173,6 +181,83 @@ Napi::Value LoadPatchJs(const Napi::CallbackInfo& info) {
                               f.Get("replacement").As<Napi::String>().Utf8Value(),
                               ParseConsistency(env, f.Get("consistency"))});
   }
+  if (s.Has("loader") && !s.Get("loader").IsUndefined()) {
+    const std::string loader = s.Get("loader").As<Napi::String>().Utf8Value();
+    if (loader != "mmap" && loader != "dlopen") throw Napi::TypeError::New(env, "spec.loader must be 'mmap' or 'dlopen'");
+    spec.loader = loader == "dlopen" ? Loader::kDlopen : Loader::kMmap;
+  }
+  return spec;
+}
+
+class BatchWorker : public PromiseWorker {
+ public:
+  BatchWorker(Napi::Env env, std::vector<pid_t> pids, PatchSpec spec, JsOptions opts, unsigned parallel)
+      : PromiseWorker(env), pids_(std::move(pids)), spec_(std::move(spec)), opts_(std::move(opts)), parallel_(parallel) {}
+
+ protected:
+  void Run() override { results_ = ApplyBatch(pids_, spec_, opts_.ops, parallel_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      const BatchResult& r = results_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("pid", r.pid);
+      switch (r.outcome) {
+        case BatchResult::Outcome::kDone: o.Set("outcome", "done"); break;
+        case BatchResult::Outcome::kAlready: o.Set("outcome", "already"); break;
+        case BatchResult::Outcome::kFailed: o.Set("outcome", "failed"); break;
+      }
+      if (r.outcome == BatchResult::Outcome::kFailed) {
+        o.Set("code", r.code);
+        o.Set("message", r.message);
+      } else {
+        o.Set("patch", PatchToJs(env, r.result.record));
+        o.Set("pauseUs", Napi::Number::New(env, static_cast<double>(r.result.pause_us)));
+        o.Set("attempts", r.result.attempts);
+      }
+      out[i] = o;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+  PatchSpec spec_;
+  JsOptions opts_;
+  unsigned parallel_;
+  std::vector<BatchResult> results_;
+};
+
+}  // namespace
+
+Napi::Value ApplyBatchJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "pids must be an array");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<pid_t> pids;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const double v = arr.Get(i).As<Napi::Number>().DoubleValue();
+    if (!(v >= 1 && v <= 4194304)) throw Napi::RangeError::New(env, "pids must be positive integers");
+    pids.push_back(static_cast<pid_t>(v));
+  }
+  PatchSpec spec = ReadSpec(info, 1);
+  JsOptions opts;
+  ReadOptions(info, 2, opts);
+  unsigned parallel = 4;
+  if (info.Length() > 2 && info[2].IsObject() && info[2].As<Napi::Object>().Has("parallel")) {
+    const double p = info[2].As<Napi::Object>().Get("parallel").As<Napi::Number>().DoubleValue();
+    if (!(p >= 1 && p <= 64)) throw Napi::RangeError::New(env, "parallel must be 1..64");
+    parallel = static_cast<unsigned>(p);
+  }
+  auto* w = new BatchWorker(env, std::move(pids), std::move(spec), std::move(opts), parallel);
+  w->Queue();
+  return w->Promise();
+}
+
+Napi::Value LoadPatchJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const pid_t pid = static_cast<pid_t>(RequirePositiveInt(info, 0, "pid"));
+  PatchSpec spec = ReadSpec(info, 1);
   JsOptions opts;
   ReadOptions(info, 2, opts);
   auto* w = new OpWorker(env, [pid, spec](const OpOptions& o) { return LoadPatch(pid, spec, o); }, std::move(opts));

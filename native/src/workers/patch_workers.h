@@ -6,6 +6,7 @@
 namespace hotpatch {
 
 Napi::Value LoadPatchJs(const Napi::CallbackInfo& info);
+Napi::Value ApplyBatchJs(const Napi::CallbackInfo& info);
 Napi::Value ActivatePatchJs(const Napi::CallbackInfo& info);
 Napi::Value DeactivatePatchJs(const Napi::CallbackInfo& info);
 Napi::Value UnloadPatchJs(const Napi::CallbackInfo& info);
