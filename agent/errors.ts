@@ -12,8 +12,10 @@ export type AgentErrorCode =
   | "ENOT_FOUND"
   /** The bundle upload was larger than announced or than the agent accepts. */
   | "ETOO_LARGE"
-  /** The bundle did not verify (hash, manifest, signature, build-id). */
+  /** The bundle did not verify (hash, manifest, patch.so). */
   | "EBAD_BUNDLE"
+  /** The bundle is unsigned, or signed by a key this agent does not trust (config: trustedKeys). */
+  | "ENOT_TRUSTED"
   /** The operation is not possible in the agent's current state (role source, lease held by the peer). */
   | "EPRECONDITION"
   /** The request's deadline passed before the work was done. */

@@ -43,9 +43,12 @@ export async function verifyBundle(
   try {
     opened = await openBundle(archive, { trustedKeys, ...(signal ? { signal } : {}) });
   } catch (err) {
-    if (err instanceof BundleError)
-      throw bad(bundleId, `[${err.code}] ${err.message.replaceAll(archive, "the upload")}`, err);
-    throw err;
+    if (!(err instanceof BundleError)) throw err;
+    const message = `[${err.code}] ${err.message.replaceAll(archive, "the upload")}`;
+    if (err.code === "EBUNDLE_UNSIGNED" || err.code === "EBUNDLE_SIGNATURE") {
+      throw new AgentError("ENOT_TRUSTED", `bundle ${bundleId}: ${message}`, { bundleId }, { cause: err });
+    }
+    throw bad(bundleId, message, err);
   }
   try {
     if (opened.manifest.id !== bundleId) {

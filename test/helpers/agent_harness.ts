@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { create as createTar } from "tar";
 import { stringify } from "yaml";
 import { loadConfig, type RunningAgent, startAgent } from "../../agent/index.js";
+import { signManifest } from "../../bundle/index.js";
 import { type DevCerts, makeDevCerts } from "../../deploy/tls/dev_ca.js";
 import { AgentServiceClient, type StageBundleResponse } from "../../proto/index.js";
 
@@ -131,6 +132,8 @@ export async function makeBundle(
   target: { path?: string; buildId: string },
   soFile: string,
   functions = [{ symbol: "compute", replacement: "compute_fixed" }],
+  /** Private key (PEM) to sign the manifest with (manifest.sig), as `hotpatch build --sign` does. */
+  signWith?: string,
 ): Promise<Buffer> {
   const work = await mkdtemp(path.join(dir, "bundle-"));
   const so = await readFile(soFile);
@@ -144,9 +147,15 @@ export async function makeBundle(
     loader: "mmap",
     sha256: createHash("sha256").update(so).digest("hex"),
   };
-  await writeFile(path.join(work, "manifest.json"), JSON.stringify(manifest));
-  const archive = path.join(dir, `${id}.tar`);
-  await createTar({ file: archive, cwd: work }, ["manifest.json", "patch.so"]);
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  await writeFile(path.join(work, "manifest.json"), manifestBytes);
+  const files = ["manifest.json", "patch.so"];
+  if (signWith) {
+    await writeFile(path.join(work, "manifest.sig"), await signManifest(manifestBytes, signWith));
+    files.push("manifest.sig");
+  }
+  const archive = path.join(dir, `${id}${signWith ? "-signed" : ""}.tar`);
+  await createTar({ file: archive, cwd: work }, files);
   return readFile(archive);
 }
 
