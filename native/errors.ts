@@ -62,6 +62,8 @@ export const engineErrorCodes = [
   "ETOO_MANY_PATCHES",
   /** An argument is out of range (id too long, no functions, unreadable patch file). */
   "EBAD_ARGUMENT",
+  /** The kernel's process-event connector refused us (needs root or CAP_NET_ADMIN). */
+  "EPERM_PROC_EVENTS",
   /** A failure the engine did not expect; the message says what happened. */
   "EINTERNAL",
 ] as const;

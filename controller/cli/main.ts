@@ -1,5 +1,6 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerAgent } from "./commands/agent.js";
 import { registerApply } from "./commands/apply.js";
 import { registerBuild } from "./commands/build.js";
 import { registerElf } from "./commands/elf.js";
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
+  registerAgent(program);
   registerElf(program);
   registerApply(program);
   registerPs(program);

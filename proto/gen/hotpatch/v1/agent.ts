@@ -162,6 +162,8 @@ export interface ProcessInfo {
   startTime: number;
   /** Patches present in the process. */
   patches: ProcessPatch[];
+  /** cgroup of the process (the v2 path, or the first v1 hierarchy's path). */
+  cgroup: string;
 }
 
 export interface ListProcessesResponse {
@@ -556,7 +558,7 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
 };
 
 function createBaseProcessInfo(): ProcessInfo {
-  return { pid: 0, exePath: "", buildId: "", startTime: 0, patches: [] };
+  return { pid: 0, exePath: "", buildId: "", startTime: 0, patches: [], cgroup: "" };
 }
 
 export const ProcessInfo: MessageFns<ProcessInfo> = {
@@ -575,6 +577,9 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     }
     for (const v of message.patches) {
       ProcessPatch.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.cgroup !== "") {
+      writer.uint32(50).string(message.cgroup);
     }
     return writer;
   },
@@ -632,6 +637,14 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
             message.patches.push(ProcessPatch.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cgroup = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -665,6 +678,7 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
       patches: globalThis.Array.isArray(object?.patches)
         ? object.patches.map((e: any) => ProcessPatch.fromJSON(e))
         : [],
+      cgroup: isSet(object.cgroup) ? globalThis.String(object.cgroup) : "",
     };
   },
 
@@ -685,6 +699,9 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     if (message.patches?.length) {
       obj.patches = message.patches.map((e) => ProcessPatch.toJSON(e));
     }
+    if (message.cgroup !== "") {
+      obj.cgroup = message.cgroup;
+    }
     return obj;
   },
 
@@ -698,6 +715,7 @@ export const ProcessInfo: MessageFns<ProcessInfo> = {
     message.buildId = object.buildId ?? "";
     message.startTime = object.startTime ?? 0;
     message.patches = object.patches?.map((e) => ProcessPatch.fromPartial(e)) || [];
+    message.cgroup = object.cgroup ?? "";
     return message;
   },
 };

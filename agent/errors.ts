@@ -1,0 +1,75 @@
+/** Stable codes of agent failures. Operators, the controller and scripts match on these, never on messages. */
+export type AgentErrorCode =
+  /** The configuration file is missing, not YAML, or has bad fields (see `ConfigError.issues`). */
+  | "ECONFIG"
+  /** A request field is malformed (an empty selector, a bad bundle id, a bad role). */
+  | "EINVALID_ARGUMENT"
+  /** The target is not on the agent's allow-list of executables and libraries. */
+  | "ENOT_ALLOWED"
+  /** The bundle is not staged on this host. */
+  | "ENOT_STAGED"
+  /** The thing asked about does not exist (no such process, no such patch in it). */
+  | "ENOT_FOUND"
+  /** The bundle upload was larger than announced or than the agent accepts. */
+  | "ETOO_LARGE"
+  /** The bundle did not verify (hash, manifest, patch.so). */
+  | "EBAD_BUNDLE"
+  /** The bundle is unsigned, or signed by a key this agent does not trust (config: trustedKeys). */
+  | "ENOT_TRUSTED"
+  /** The operation is not possible in the agent's current state (role source, lease held by the peer). */
+  | "EPRECONDITION"
+  /** The request's deadline passed before the work was done. */
+  | "EDEADLINE"
+  /** The request was cancelled by the caller. */
+  | "ECANCELLED"
+  /** A promote/demote hook failed or timed out. */
+  | "EHOOK"
+  /** NATS could not be reached or refused an operation. */
+  | "ENATS"
+  /** A failure the agent did not expect; the message says what happened. */
+  | "EINTERNAL";
+
+/** What an agent error was about. Every field is optional; set what is known. */
+export interface AgentErrorContext {
+  /** Target process. */
+  pid?: number;
+  /** Bundle or patch id. */
+  bundleId?: string;
+  /** File or executable involved. */
+  path?: string;
+  /** Config field (dotted path) involved. */
+  field?: string;
+}
+
+/** A failure of the agent, with a stable code, what it was working on, and the underlying cause. */
+export class AgentError extends Error {
+  override readonly name: string = "AgentError";
+  readonly code: AgentErrorCode;
+  readonly context: AgentErrorContext;
+
+  constructor(code: AgentErrorCode, message: string, context: AgentErrorContext = {}, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** One bad field of a configuration file. */
+export interface ConfigIssue {
+  /** Dotted path of the field, e.g. `grpc.listen` or `services[0].probes[1].timeoutMs`. */
+  field: string;
+  /** What is wrong and what value is expected. */
+  message: string;
+}
+
+/** A configuration that cannot be used; `issues` names every bad field (not just the first). */
+export class ConfigError extends AgentError {
+  override readonly name = "ConfigError";
+  readonly issues: ConfigIssue[];
+
+  constructor(source: string, issues: ConfigIssue[], options?: ErrorOptions) {
+    const lines = issues.map((i) => `  ${i.field}: ${i.message}`).join("\n");
+    super("ECONFIG", `${source}: ${issues.length} bad field${issues.length === 1 ? "" : "s"}:\n${lines}`, {}, options);
+    this.issues = issues;
+  }
+}

@@ -1,0 +1,19 @@
+/** Public face of the per-host agent. */
+export { type RunningAgent, type StartOptions, startAgent } from "./agent.js";
+export { loadConfig, parseConfig } from "./config/load.js";
+export type {
+  AgentConfig,
+  CommandConfig,
+  GrpcSecurity,
+  HooksConfig,
+  ProbeConfig,
+  RoleName,
+  RoleSource,
+  SelectorConfig,
+  ServiceConfig,
+} from "./config/types.js";
+export type { Consistency, Engine, OpOptions, OpResult, PatchRecord, PatchSpec } from "./engine/types.js";
+export { AgentError, type AgentErrorCode, type AgentErrorContext, ConfigError, type ConfigIssue } from "./errors.js";
+export { eventSubject, heartbeatSubject, leaseKey } from "./heartbeat/subjects.js";
+export type { LeaseValue } from "./roles/managed_role.js";
+export type { NodeRole } from "./roles/types.js";

@@ -1,0 +1,561 @@
+/**
+ * What the agent does, independent of gRPC: every method takes plain requests and a call context
+ * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
+ */
+import { hostname } from "node:os";
+import { readMaps } from "../../native/index.js";
+import {
+  type ApplyRequest,
+  type Event,
+  type InfoResponse,
+  Outcome,
+  PatchState,
+  type ProcessInfo,
+  type ProcessPatch,
+  type ProcessResult,
+  Consistency as ProtoConsistency,
+  type RevertRequest,
+  Role,
+  type StageBundleResponse,
+  type StatusResponse,
+} from "../../proto/index.js";
+import type { AuditLog, AuditRecord } from "../audit/audit_log.js";
+import type { AgentConfig, RoleName } from "../config/types.js";
+import type { Consistency, Engine, PatchRecord } from "../engine/types.js";
+import { AgentError } from "../errors.js";
+import type { EventHub } from "../events.js";
+import { type FollowRule, FollowRules } from "../follow/follow_rules.js";
+import type { AgentMetrics } from "../metrics/metrics.js";
+import {
+  type BuildIdCache,
+  checkSelector,
+  listPids,
+  matches,
+  readProcess,
+  selectProcesses,
+} from "../procfs/processes.js";
+import type { ProcessFacts, Selector } from "../procfs/types.js";
+import type { NodeRole, RoleController } from "../roles/types.js";
+import type { BundleStore } from "../store/bundle_store.js";
+import type { UploadHeader, VerifiedBundle } from "../store/types.js";
+import type { AllowList } from "./allow_list.js";
+import { KeyedLock, mapLimit } from "./keyed_lock.js";
+import { toProcessPatches } from "./patch_states.js";
+
+/** Who asks and until when. */
+export interface CallContext {
+  /** Client certificate CN, or "insecure". */
+  actor: string;
+  /** Fires at the call's deadline or when the client cancels. */
+  signal: AbortSignal;
+}
+
+/** Everything the service works with. */
+export interface ServiceDeps {
+  config: AgentConfig;
+  version: string;
+  engine: Engine;
+  store: BundleStore;
+  audit: AuditLog;
+  events: EventHub;
+  metrics: AgentMetrics;
+  role: RoleController;
+  allow: AllowList;
+  ids: BuildIdCache;
+  log: (level: "info" | "warn" | "error", msg: string, extra?: Record<string, unknown>) => void;
+}
+
+/** Role of the schema from the agent's role. */
+export function roleToProto(r: NodeRole): Role {
+  return r === "active" ? Role.ROLE_ACTIVE : r === "standby" ? Role.ROLE_STANDBY : Role.ROLE_UNKNOWN;
+}
+
+function consistencyOf(c: ProtoConsistency): Consistency {
+  return c === ProtoConsistency.CONSISTENCY_ENTRY ? "entry" : "strict";
+}
+
+function codeOf(err: unknown): string {
+  const e = err as { code?: unknown; name?: unknown };
+  if (typeof e?.code === "string") return e.code;
+  if (e?.name === "TimeoutError") return "EDEADLINE";
+  if (e?.name === "AbortError") return "ECANCELLED";
+  return "EINTERNAL";
+}
+
+function outcomeName(o: Outcome): string {
+  return (
+    (
+      {
+        [Outcome.OUTCOME_DONE]: "done",
+        [Outcome.OUTCOME_ALREADY]: "already",
+        [Outcome.OUTCOME_SKIPPED]: "skipped",
+        [Outcome.OUTCOME_FAILED]: "failed",
+      } as Record<number, string>
+    )[o] ?? "unspecified"
+  );
+}
+
+const parallelism = 4;
+
+export class AgentService {
+  private readonly locks = new KeyedLock<number>();
+  readonly follow: FollowRules;
+  /** Last patch states read from the targets, per pid (heartbeats publish these). */
+  private readonly states = new Map<number, ProcessPatch[]>();
+
+  constructor(private readonly d: ServiceDeps) {
+    this.follow = new FollowRules((id) => d.store.folder(id));
+  }
+
+  /** Loads follow rules and re-reads patch states from every allow-listed process (the truth lives in the targets). */
+  async recover(): Promise<void> {
+    await this.follow.load(await this.d.store.list());
+    await this.refreshStates();
+  }
+
+  info(): InfoResponse {
+    const c = this.d.config;
+    return {
+      node: c.node,
+      pair: c.pair,
+      cluster: c.cluster,
+      role: roleToProto(this.d.role.role),
+      version: this.d.version,
+      hostname: hostname(),
+    };
+  }
+
+  /** Patch states as last read from the targets. */
+  patchStates(): ProcessPatch[] {
+    return [...this.states.values()].flat();
+  }
+
+  private async readPatches(pid: number): Promise<PatchRecord[]> {
+    try {
+      return await this.d.engine.listPatches(pid);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Re-reads the patch states of every running allow-listed process. */
+  async refreshStates(signal?: AbortSignal): Promise<void> {
+    const seen = new Set<number>();
+    for (const pid of await listPids()) {
+      signal?.throwIfAborted();
+      if (pid === process.pid) continue;
+      const p = await readProcess(pid);
+      if (!p || !this.d.allow.allows(p.exePath)) continue;
+      seen.add(pid);
+      const patches = toProcessPatches(pid, await this.readPatches(pid));
+      if (patches.length > 0) this.states.set(pid, patches);
+      else this.states.delete(pid);
+    }
+    for (const pid of this.states.keys()) if (!seen.has(pid)) this.states.delete(pid);
+  }
+
+  async listProcesses(sel: Selector, ctx: CallContext): Promise<ProcessInfo[]> {
+    const procs = await selectProcesses(sel, this.d.ids, ctx.signal);
+    return Promise.all(
+      procs.map(async (p) => ({
+        pid: p.pid,
+        exePath: p.exePath,
+        buildId: (await this.d.ids.forProcess(p.pid)) ?? "",
+        startTime: p.startTime,
+        cgroup: p.cgroup,
+        patches: toProcessPatches(p.pid, await this.readPatches(p.pid)),
+      })),
+    );
+  }
+
+  /** The processes a change request is about; a request for one pid that matches nothing is ENOT_FOUND. */
+  private async selectTargets(sel: Selector, ctx: CallContext): Promise<ProcessFacts[]> {
+    const procs = await selectProcesses(sel, this.d.ids, ctx.signal);
+    if (sel.pid && procs.length === 0) {
+      throw new AgentError(
+        "ENOT_FOUND",
+        `no process ${sel.pid} matches the selector (it does not exist, is the agent itself, or another selector field rules it out)`,
+        { pid: sel.pid },
+      );
+    }
+    return procs;
+  }
+
+  /** At staging: a bundle that names its target path must name one this agent may patch. */
+  private checkStageAllowed(bundle: VerifiedBundle): void {
+    const file = bundle.manifest.target.path;
+    if (file && !this.d.allow.allows(file)) {
+      throw new AgentError(
+        "ENOT_ALLOWED",
+        `bundle ${bundle.id} is for ${file}, which is not on this agent's allow-list (config: allow)`,
+        {
+          bundleId: bundle.id,
+          path: file,
+        },
+      );
+    }
+  }
+
+  /**
+   * The file in process `p` that `bundle` patches (the executable, or a mapped library) found by
+   * build-id, or why the process is not a target of this bundle.
+   */
+  private async targetFile(
+    p: ProcessFacts,
+    bundle: VerifiedBundle,
+  ): Promise<{ file: string } | { code: string; message: string }> {
+    const t = bundle.manifest.target;
+    if (t.kind === "executable") {
+      const id = await this.d.ids.forProcess(p.pid);
+      if (id === t.buildId) return { file: p.exePath };
+      return {
+        code: "EBUILDID",
+        message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}; bundle ${bundle.id} is for build-id ${t.buildId}`,
+      };
+    }
+    const maps = await readMaps(p.pid).catch(() => []);
+    const files = [...new Set(maps.filter((m) => m.path.startsWith("/") && m.inode !== 0).map((m) => m.path))];
+    for (const f of files) {
+      if ((await this.d.ids.forFile(`/proc/${p.pid}/root${f}`)) === t.buildId) return { file: f };
+    }
+    return {
+      code: "EBUILDID",
+      message: `process ${p.pid} maps no library with build-id ${t.buildId} (bundle ${bundle.id})`,
+    };
+  }
+
+  /** Splits matched processes into targets, skipped ones (not this bundle's target) and a refusal when a target file is not allow-listed. */
+  private async partition(
+    procs: ProcessFacts[],
+    bundle: VerifiedBundle,
+    op: string,
+  ): Promise<{ targets: ProcessFacts[]; skipped: ProcessResult[] }> {
+    const found = await mapLimit(procs, parallelism, async (p) => ({ p, t: await this.targetFile(p, bundle) }));
+    const denied = found.flatMap(({ p, t }) =>
+      "file" in t && !this.d.allow.allows(t.file) ? [`${p.pid} (${t.file})`] : [],
+    );
+    if (denied.length > 0) {
+      throw new AgentError(
+        "ENOT_ALLOWED",
+        `not on this agent's allow-list (config: allow), nothing was changed: ${denied.join(", ")}; narrow the selector or extend the allow-list`,
+        { bundleId: bundle.id },
+      );
+    }
+    const skipped = found.flatMap(({ p, t }) => {
+      if ("file" in t) return [];
+      this.d.metrics.patchOps.inc({ op, outcome: "skipped" });
+      return [{ pid: p.pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: t.code, message: t.message, pauseUs: 0 }];
+    });
+    return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
+  }
+
+  private async audited<T>(
+    rec: Omit<AuditRecord, "result" | "actor">,
+    ctx: CallContext,
+    work: () => Promise<T>,
+    results?: (t: T) => AuditRecord["processes"],
+  ): Promise<T> {
+    try {
+      const out = await work();
+      const procs = results?.(out);
+      await this.d.audit.append({ ...rec, actor: ctx.actor, result: "ok", ...(procs ? { processes: procs } : {}) });
+      return out;
+    } catch (err) {
+      await this.d.audit.append({
+        ...rec,
+        actor: ctx.actor,
+        result: codeOf(err),
+        message: (err as Error).message,
+        ...(err instanceof PartialResults ? { processes: err.processes } : {}),
+      });
+      this.d.metrics.failures.inc({ op: rec.action, code: codeOf(err) });
+      throw err;
+    }
+  }
+
+  async stageBundle(
+    h: UploadHeader,
+    chunks: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): Promise<StageBundleResponse> {
+    return this.audited({ action: "stage", request: { ...h } }, ctx, async () => {
+      const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
+        this.checkStageAllowed(b),
+      );
+      if (!alreadyStaged)
+        this.d.events.emit({
+          kind: "bundle.staged",
+          patchId: bundle.id,
+          state: PatchState.PATCH_STATE_STAGED,
+          actor: ctx.actor,
+        });
+      return { bundleId: bundle.id, alreadyStaged };
+    });
+  }
+
+  /** Applies `bundle` to one process (serialised per process); never throws. */
+  private applyOne(
+    p: ProcessFacts,
+    bundle: VerifiedBundle,
+    consistency: Consistency,
+    safetyTimeoutMs: number,
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<ProcessResult> {
+    return this.locks.run(p.pid, async () => {
+      const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
+        this.d.metrics.patchOps.inc({ op: "apply", outcome: outcomeName(outcome) });
+        if (outcome === Outcome.OUTCOME_FAILED) this.d.metrics.failures.inc({ op: "apply", code: errorCode });
+        return { pid: p.pid, outcome, errorCode, message, pauseUs };
+      };
+      if (signal?.aborted)
+        return result(
+          Outcome.OUTCOME_SKIPPED,
+          "EDEADLINE",
+          "the request's deadline passed before this process was reached",
+        );
+      const present = await this.readPatches(p.pid);
+      if (present.some((r) => r.id === bundle.id && r.state === "active")) {
+        this.states.set(p.pid, toProcessPatches(p.pid, present));
+        return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
+      }
+      try {
+        const r = await this.d.engine.applyPatch(
+          p.pid,
+          {
+            id: bundle.id,
+            soPath: bundle.soPath,
+            functions: bundle.manifest.functions,
+            // "auto" in a hand-written manifest: the mmap loader handles C and C++ alike.
+            loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
+          },
+          { consistency, safetyTimeoutMs, debugDirs: this.d.config.debugDirs, ...(signal ? { signal } : {}) },
+        );
+        this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
+        if (!r.changed) return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
+        this.d.metrics.pauseUs.observe({ op: "apply" }, r.pauseUs);
+        this.d.events.emit({
+          kind: "patch.applied",
+          patchId: bundle.id,
+          pid: p.pid,
+          state: PatchState.PATCH_STATE_ACTIVE,
+          actor,
+        });
+        return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
+      } catch (err) {
+        this.d.events.emit({
+          kind: "patch.failed",
+          patchId: bundle.id,
+          pid: p.pid,
+          errorCode: codeOf(err),
+          message: (err as Error).message,
+          actor,
+        });
+        return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
+      }
+    });
+  }
+
+  async apply(req: ApplyRequest, ctx: CallContext): Promise<ProcessResult[]> {
+    const sel: Selector = req.selector ?? {};
+    return this.audited(
+      {
+        action: "apply",
+        requestedBy: req.requestedBy,
+        request: {
+          bundleId: req.bundleId,
+          selector: sel,
+          consistency: consistencyOf(req.consistency),
+          followNewProcesses: req.followNewProcesses,
+        },
+      },
+      ctx,
+      async () => {
+        checkSelector(sel);
+        const bundle = await this.d.store.require(req.bundleId);
+        const consistency = consistencyOf(req.consistency);
+        const safetyTimeoutMs = req.safetyTimeoutMs || this.d.config.safetyTimeoutMs;
+        const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "apply");
+        if (req.followNewProcesses) {
+          await this.follow.set({ bundleId: bundle.id, selector: sel, consistency, safetyTimeoutMs, actor: ctx.actor });
+        }
+        const done = await mapLimit(targets, parallelism, (p) =>
+          this.applyOne(p, bundle, consistency, safetyTimeoutMs, ctx.actor, ctx.signal),
+        );
+        const results = [...done, ...skipped].sort((a, b) => a.pid - b.pid);
+        if (ctx.signal.aborted)
+          throw new PartialResults(
+            "EDEADLINE",
+            `the deadline passed after ${results.filter((r) => r.outcome !== Outcome.OUTCOME_SKIPPED).length} of ${results.length} processes; the audit log has each result`,
+            results,
+          );
+        return results;
+      },
+      (rs) =>
+        rs.map((r) => ({
+          pid: r.pid,
+          outcome: outcomeName(r.outcome),
+          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+        })),
+    );
+  }
+
+  async revert(req: RevertRequest, ctx: CallContext): Promise<ProcessResult[]> {
+    const sel: Selector = req.selector ?? {};
+    return this.audited(
+      {
+        action: "revert",
+        requestedBy: req.requestedBy,
+        request: { bundleId: req.bundleId, selector: sel, unload: req.unload },
+      },
+      ctx,
+      async () => {
+        checkSelector(sel);
+        const bundle = await this.d.store.require(req.bundleId);
+        await this.follow.remove(bundle.id);
+        const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "revert");
+        const done = await mapLimit(targets, parallelism, (p) =>
+          this.locks.run(p.pid, async () => {
+            const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
+              this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
+              return { pid: p.pid, outcome, errorCode, message, pauseUs };
+            };
+            if (ctx.signal.aborted)
+              return result(
+                Outcome.OUTCOME_SKIPPED,
+                "EDEADLINE",
+                "the request's deadline passed before this process was reached",
+              );
+            const present = (await this.readPatches(p.pid)).find((r) => r.id === bundle.id);
+            if (!present)
+              return result(Outcome.OUTCOME_SKIPPED, "ENOT_FOUND", `${bundle.id} is not present in process ${p.pid}`);
+            if (present.state !== "active" && !req.unload)
+              return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already ${present.state} in ${p.pid}`);
+            try {
+              const r = await this.d.engine.revertPatch(p.pid, bundle.id, {
+                unload: req.unload,
+                debugDirs: this.d.config.debugDirs,
+                signal: ctx.signal,
+              });
+              this.d.metrics.pauseUs.observe({ op: "revert" }, r.pauseUs);
+              this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
+              this.d.events.emit({
+                kind: "patch.reverted",
+                patchId: bundle.id,
+                pid: p.pid,
+                state: req.unload ? PatchState.PATCH_STATE_UNLOADED : PatchState.PATCH_STATE_INACTIVE,
+                actor: ctx.actor,
+              });
+              return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
+            } catch (err) {
+              this.d.metrics.failures.inc({ op: "revert", code: codeOf(err) });
+              return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
+            }
+          }),
+        );
+        return [...done, ...skipped].sort((a, b) => a.pid - b.pid);
+      },
+      (rs) =>
+        rs.map((r) => ({
+          pid: r.pid,
+          outcome: outcomeName(r.outcome),
+          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+        })),
+    );
+  }
+
+  async status(ctx: CallContext): Promise<StatusResponse> {
+    await this.refreshStates(ctx.signal);
+    return {
+      stagedBundles: await this.d.store.list(),
+      patches: this.patchStates(),
+      role: roleToProto(this.d.role.role),
+    };
+  }
+
+  async switchover(
+    target: Role,
+    requestedBy: string,
+    ctx: CallContext,
+  ): Promise<{ previous: NodeRole; role: NodeRole }> {
+    const previous = this.d.role.role;
+    const name: RoleName | null =
+      target === Role.ROLE_ACTIVE ? "active" : target === Role.ROLE_STANDBY ? "standby" : null;
+    return this.audited(
+      { action: "switchover", requestedBy, request: { targetRole: name ?? target } },
+      ctx,
+      async () => {
+        if (!name) throw new AgentError("EINVALID_ARGUMENT", "target_role must be ROLE_ACTIVE or ROLE_STANDBY");
+        const role = await this.d.role.switchover(name, ctx.signal);
+        return { previous, role };
+      },
+    );
+  }
+
+  /** Applies the follow rules to a process that just exec'd. Returns the results (empty when no rule matched). */
+  async onExec(pid: number, execAt: number): Promise<ProcessResult[]> {
+    const rules = this.follow.all();
+    if (rules.length === 0) return [];
+    const p = await readProcess(pid);
+    if (!p) return [];
+    const out: ProcessResult[] = [];
+    for (const rule of rules) {
+      if (!(await matches(p, rule.selector, this.d.ids))) continue;
+      const bundle = await this.d.store.get(rule.bundleId);
+      if (!bundle) continue;
+      const target = await this.targetFile(p, bundle);
+      let r: ProcessResult;
+      if (!("file" in target))
+        r = { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: target.code, message: target.message, pauseUs: 0 };
+      else if (!this.d.allow.allows(target.file)) {
+        r = {
+          pid,
+          outcome: Outcome.OUTCOME_SKIPPED,
+          errorCode: "ENOT_ALLOWED",
+          message: `${target.file} is not on the allow-list`,
+          pauseUs: 0,
+        };
+      } else {
+        r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
+        if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
+      }
+      out.push(r);
+      await this.d.audit.append({
+        actor: rule.actor,
+        action: "auto-apply",
+        request: { bundleId: rule.bundleId, selector: rule.selector, trigger: "exec" },
+        processes: [{ pid, outcome: outcomeName(r.outcome), ...(r.errorCode ? { errorCode: r.errorCode } : {}) }],
+        result: r.outcome === Outcome.OUTCOME_FAILED ? r.errorCode : "ok",
+      });
+    }
+    return out;
+  }
+
+  events(signal: AbortSignal): AsyncGenerator<Event> {
+    return this.d.events.stream(signal);
+  }
+
+  /** The follow rules in force (for status and tests). */
+  followRules(): FollowRule[] {
+    return this.follow.all();
+  }
+}
+
+/** A deadline that passed mid-way: carries the per-process results for the audit log. */
+export class PartialResults extends AgentError {
+  constructor(
+    code: "EDEADLINE",
+    message: string,
+    readonly results: ProcessResult[],
+  ) {
+    super(code, message);
+  }
+
+  get processes(): NonNullable<AuditRecord["processes"]> {
+    return this.results.map((r) => ({
+      pid: r.pid,
+      outcome: outcomeName(r.outcome),
+      ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+    }));
+  }
+}

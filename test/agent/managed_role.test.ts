@@ -1,0 +1,186 @@
+/**
+ * Managed roles: two agents of one pair elect their active node through a JetStream KV lease on a
+ * real nats-server. Each agent reaches NATS through its own TCP proxy, so the test can partition
+ * one node silently (bytes dropped, connection kept: nothing tells the client). Roles are sampled
+ * over gRPC (which the partition does not touch) all along: at no sample are both nodes active.
+ */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { RunningAgent } from "../../agent/index.js";
+import { type AgentServiceClient, Role, type WatchEventsResponse } from "../../proto/index.js";
+import { agentClient, agentDoc, call, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
+import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
+import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
+
+const leaseTtlMs = 1500;
+const demoteAfterMs = 600;
+const renewMs = 150;
+
+interface Sample {
+  at: number;
+  a: Role | "error";
+  b: Role | "error";
+}
+
+describe("managed roles through a KV lease", () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let nats: NatsServer;
+  const proxies: Record<string, TcpProxy> = {};
+  const agents: Record<string, RunningAgent> = {};
+  const clients: Record<string, AgentServiceClient> = {};
+  const events: { node: string; at: number; role: Role }[] = [];
+  const samples: Sample[] = [];
+  let sampling = true;
+  let sampler: Promise<void> = Promise.resolve();
+  let hookLog: string;
+
+  const roleOf = async (node: string): Promise<Role | "error"> => {
+    const c = clients[node];
+    if (!c) return "error";
+    try {
+      return (await call(c, c.info, {}, 1000)).role;
+    } catch {
+      return "error";
+    }
+  };
+
+  const start = async (node: string) => {
+    const proxy = proxies[node];
+    assert.ok(proxy);
+    const hook = (what: string) => ["/bin/sh", "-c", `echo "$HOTPATCH_NODE ${what}" >> ${hookLog}`];
+    agents[node] = await startTestAgent(
+      tmp.dir,
+      agentDoc(tmp.dir, node, `nats://127.0.0.1:${proxy.port}`, {
+        metrics: undefined,
+        role: {
+          source: "managed",
+          leaseTtlMs,
+          demoteAfterMs,
+          renewMs,
+          bucket: "roles_test",
+          hooks: { promote: hook("promote"), demote: hook("demote") },
+        },
+      }),
+    );
+    const client = agentClient(agents[node].grpcPort);
+    clients[node] = client;
+    const stream = client.watchEvents({});
+    stream.on("data", (d: WatchEventsResponse) => {
+      if (d.event?.kind === "role.changed") events.push({ node, at: Number(d.event.timestampMs), role: d.event.role });
+    });
+    stream.on("error", () => undefined);
+  };
+
+  const bothActive = () => samples.filter((s) => s.a === Role.ROLE_ACTIVE && s.b === Role.ROLE_ACTIVE);
+
+  before(async () => {
+    tmp = await tempDir("hotpatch-managed-");
+    hookLog = path.join(tmp.dir, "hooks.log");
+    nats = await startNatsServer();
+    proxies.a = await startTcpProxy(nats.port);
+    proxies.b = await startTcpProxy(nats.port);
+    await start("a");
+    await waitFor("a to become active", async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined));
+    await start("b");
+    sampler = (async () => {
+      while (sampling) {
+        const [a, b] = await Promise.all([roleOf("a"), roleOf("b")]);
+        samples.push({ at: Date.now(), a, b });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+  });
+
+  after(async () => {
+    sampling = false;
+    await sampler;
+    for (const c of Object.values(clients)) c.close();
+    for (const a of Object.values(agents)) await a.stop();
+    for (const p of Object.values(proxies)) await p.close();
+    await nats?.close();
+    await tmp?.cleanup();
+  });
+
+  it("the first node takes the lease; the second stays standby", async () => {
+    await new Promise((r) => setTimeout(r, leaseTtlMs));
+    assert.equal(await roleOf("a"), Role.ROLE_ACTIVE);
+    assert.equal(await roleOf("b"), Role.ROLE_STANDBY);
+    assert.match(await readFile(hookLog, "utf8"), /^a promote$/m);
+  });
+
+  it("a partitioned active demotes itself before its peer takes over, and the peer takes over within the lease ttl", async () => {
+    const cutAt = Date.now();
+    proxies.a?.cut();
+    const bActiveAt = await waitFor(
+      "b to take over",
+      async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? Date.now() : undefined),
+      10_000,
+    );
+    const aDemote = events.find((e) => e.node === "a" && e.role === Role.ROLE_STANDBY && e.at >= cutAt);
+    const bPromote = events.find((e) => e.node === "b" && e.role === Role.ROLE_ACTIVE);
+    assert.ok(aDemote && bPromote, "both role changes were streamed");
+    assert.ok(aDemote.at < bPromote.at, `a demoted at ${aDemote.at}, b promoted at ${bPromote.at}`);
+    // b waits one ttl after the last renewal it saw, plus at most a renew period to see it and one to act.
+    const takeover = bActiveAt - cutAt;
+    process.stdout.write(
+      `# takeover after partition: ${takeover} ms (lease ttl ${leaseTtlMs} ms); a demoted ${aDemote.at - cutAt} ms after the cut\n`,
+    );
+    assert.ok(takeover <= leaseTtlMs + 3 * renewMs + 500, `takeover took ${takeover} ms`);
+    assert.deepEqual(bothActive(), []);
+    assert.match(await readFile(hookLog, "utf8"), /^a demote$/m);
+  });
+
+  it("healing the partition does not make the old active active again", async () => {
+    proxies.a?.heal();
+    await new Promise((r) => setTimeout(r, 2 * leaseTtlMs));
+    assert.equal(await roleOf("a"), Role.ROLE_STANDBY);
+    assert.equal(await roleOf("b"), Role.ROLE_ACTIVE);
+    assert.deepEqual(bothActive(), []);
+  });
+
+  it("a switchover to standby releases the lease and the peer takes it, never overlapping", async () => {
+    const b = clients.b;
+    assert.ok(b);
+    const r = await call(b, b.switchover, { targetRole: Role.ROLE_STANDBY, requestedBy: "drill" });
+    assert.deepEqual(r, { previousRole: Role.ROLE_ACTIVE, role: Role.ROLE_STANDBY });
+    await waitFor(
+      "a to take the released lease",
+      async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined),
+      5000,
+    );
+    await new Promise((r) => setTimeout(r, leaseTtlMs));
+    assert.equal(await roleOf("b"), Role.ROLE_STANDBY);
+    assert.deepEqual(bothActive(), []);
+  });
+
+  it("a switchover to active is refused while the peer holds the lease", async () => {
+    const b = clients.b;
+    assert.ok(b);
+    await assert.rejects(
+      call(b, b.switchover, { targetRole: Role.ROLE_ACTIVE, requestedBy: "drill" }),
+      /FAILED_PRECONDITION|holds the pair's lease/,
+    );
+    assert.ok(samples.length > 100, `only ${samples.length} samples`);
+    assert.deepEqual(bothActive(), []);
+  });
+
+  it("stopping the active agent hands the role over at once: demote hook, lease released, peer active", async () => {
+    const a = agents.a;
+    assert.ok(a);
+    assert.equal(await roleOf("a"), Role.ROLE_ACTIVE);
+    clients.a?.close();
+    delete clients.a;
+    delete agents.a;
+    const stoppedAt = Date.now();
+    const stopping = a.stop();
+    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 5000);
+    await stopping;
+    const promoted = events.filter((e) => e.node === "b" && e.role === Role.ROLE_ACTIVE).at(-1);
+    assert.ok(promoted && promoted.at >= stoppedAt);
+    process.stdout.write(`# takeover after a graceful stop: ${promoted.at - stoppedAt} ms\n`);
+    assert.equal((await readFile(hookLog, "utf8")).trim().split("\n").at(-2), "a demote");
+    assert.deepEqual(bothActive(), []);
+  });
+});
