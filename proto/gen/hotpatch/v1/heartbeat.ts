@@ -40,6 +40,11 @@ export interface Heartbeat {
     | undefined;
   /** Service metrics the agent collected (name to value), for rollout gates. */
   metrics: { [key: string]: number };
+  /**
+   * host:port where this agent's gRPC AgentService listens, as controllers should dial it ("" when
+   * not announced; controllers then need the address in their rollout plan).
+   */
+  grpcAddress: string;
 }
 
 export interface Heartbeat_MetricsEntry {
@@ -95,6 +100,7 @@ function createBaseHeartbeat(): Heartbeat {
     patches: [],
     load: undefined,
     metrics: {},
+    grpcAddress: "",
   };
 }
 
@@ -136,6 +142,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, number]) => {
       Heartbeat_MetricsEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
     });
+    if (message.grpcAddress !== "") {
+      writer.uint32(106).string(message.grpcAddress);
+    }
     return writer;
   },
 
@@ -251,6 +260,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             }
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.grpcAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -306,6 +323,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
           {},
         )
         : {},
+      grpcAddress: isSet(object.grpcAddress)
+        ? globalThis.String(object.grpcAddress)
+        : isSet(object.grpc_address)
+        ? globalThis.String(object.grpc_address)
+        : "",
     };
   },
 
@@ -353,6 +375,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         });
       }
     }
+    if (message.grpcAddress !== "") {
+      obj.grpcAddress = message.grpcAddress;
+    }
     return obj;
   },
 
@@ -381,6 +406,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       },
       {},
     );
+    message.grpcAddress = object.grpcAddress ?? "";
     return message;
   },
 };
