@@ -1,6 +1,8 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerCluster } from "./commands/cluster.js";
 import { registerElf } from "./commands/elf.js";
+import { registerRollout } from "./commands/rollout.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
 
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
   registerElf(program);
+  registerRollout(program);
+  registerCluster(program);
   return program;
 }
 
