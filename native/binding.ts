@@ -2,6 +2,7 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { ApplyOutcome, PatchRecord, PatchSpec } from "./engine_types.js";
 
 /** Raw shapes as the addon returns them, before the TypeScript face names the numbers. */
 export interface RawElfInfo {
@@ -44,10 +45,32 @@ export interface RawMapping {
   path: string;
 }
 
+/** Result of a patch operation as the addon returns it. */
+export interface RawOpResult {
+  patch: PatchRecord;
+  pauseUs: number;
+  attempts: number;
+}
+
+/** Options every patch operation takes. */
+export interface RawOpOptions {
+  safetyTimeoutMs?: number;
+  placement?: "near" | "far";
+  debugDirs?: string[];
+  cancel?: Int32Array;
+}
+
 /** The functions the addon exports. */
 export interface NativeAddon {
   readElf(path: string): Promise<RawElfInfo>;
   readMaps(pid: number): Promise<RawMapping[]>;
+  loadPatch(pid: number, spec: PatchSpec, opts: RawOpOptions): Promise<RawOpResult>;
+  applyBatch(pids: number[], spec: PatchSpec, opts: RawOpOptions & { parallel?: number }): Promise<ApplyOutcome[]>;
+  activatePatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;
+  deactivatePatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;
+  unloadPatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;
+  listPatches(pid: number): Promise<PatchRecord[]>;
+  stopResume(pid: number): Promise<number>;
 }
 
 // The addon sits in native/build whether this file runs from source (native/) or from dist/native/.

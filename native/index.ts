@@ -1,6 +1,28 @@
 /** Public face of the native engine. */
 export { readElf, readMaps } from "./elf.js";
-export { EngineError, type EngineErrorCode, type EngineErrorContext } from "./errors.js";
+export {
+  activatePatch,
+  applyPatch,
+  applyPatchToMany,
+  deactivatePatch,
+  listPatches,
+  loadPatch,
+  measureStopFloor,
+  revertPatch,
+  unloadPatch,
+} from "./engine.js";
+export type {
+  ApplyOutcome,
+  Consistency,
+  OpOptions,
+  OpResult,
+  PatchedFunction,
+  PatchFunctionSpec,
+  PatchRecord,
+  PatchSpec,
+  PatchState,
+} from "./engine_types.js";
+export { EngineError, type EngineErrorCode, type EngineErrorContext, engineErrorCodes } from "./errors.js";
 export type {
   ElfInfo,
   ElfProgramHeader,

@@ -1,7 +1,13 @@
 /** The `hotpatch` command tree. Each command lives in commands/ and registers itself here. */
 import { Command, CommanderError } from "commander";
+import { registerApply } from "./commands/apply.js";
+import { registerBuild } from "./commands/build.js";
 import { registerCluster } from "./commands/cluster.js";
 import { registerElf } from "./commands/elf.js";
+import { registerInspect } from "./commands/inspect.js";
+import { registerKeygen } from "./commands/keygen.js";
+import { registerPs } from "./commands/ps.js";
+import { registerRevert } from "./commands/revert.js";
 import { registerRollout } from "./commands/rollout.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
@@ -21,6 +27,12 @@ export function buildProgram(): Command {
     .addHelpText("after", exitCodeHelp)
     .exitOverride();
   registerElf(program);
+  registerApply(program);
+  registerPs(program);
+  registerRevert(program);
+  registerBuild(program);
+  registerInspect(program);
+  registerKeygen(program);
   registerRollout(program);
   registerCluster(program);
   return program;

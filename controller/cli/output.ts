@@ -1,5 +1,4 @@
 /** How commands talk to the user: human text, or one JSON document per line with `--json`. */
-import { EngineError } from "../../native/index.js";
 import { ExitCode } from "./exit_codes.js";
 
 /** Where a command writes; tests give their own streams. */
@@ -49,18 +48,14 @@ export function createOutput(json: boolean, stdout = process.stdout, stderr = pr
       if (json) stdout.write(`${toJson(value)}\n`);
     },
     fail(err, exitCode) {
-      const coded = (err as { code?: unknown } | null)?.code;
-      const code =
-        err instanceof EngineError
-          ? err.code
-          : exitCode !== undefined && typeof coded === "string"
-            ? coded
-            : "EINTERNAL";
+      // Every hotpatch error class carries a stable string code; anything else is our own bug.
+      const raw = (err as { code?: unknown } | null)?.code;
+      const code = typeof raw === "string" && /^E[A-Z0-9_]+$/.test(raw) ? raw : "EINTERNAL";
       const message = err instanceof Error ? err.message : String(err);
       if (json) stderr.write(`${toJson({ error: { code, message } })}\n`);
       else stderr.write(`hotpatch: error [${code}]: ${message}\n`);
       if (exitCode !== undefined) return exitCode;
-      return err instanceof EngineError && err.code !== "EINTERNAL" ? ExitCode.Failed : ExitCode.Internal;
+      return code === "EINTERNAL" ? ExitCode.Internal : ExitCode.Failed;
     },
   };
 }

@@ -5,6 +5,7 @@
 #include "elf_file.h"
 #include "proc_maps.h"
 #include "promise_worker.h"
+#include "workers/patch_workers.h"
 
 namespace hotpatch {
 namespace {
@@ -124,6 +125,13 @@ Napi::Value ReadMaps(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readElf", Napi::Function::New(env, ReadElf, "readElf"));
   exports.Set("readMaps", Napi::Function::New(env, ReadMaps, "readMaps"));
+  exports.Set("loadPatch", Napi::Function::New(env, LoadPatchJs, "loadPatch"));
+  exports.Set("applyBatch", Napi::Function::New(env, ApplyBatchJs, "applyBatch"));
+  exports.Set("activatePatch", Napi::Function::New(env, ActivatePatchJs, "activatePatch"));
+  exports.Set("deactivatePatch", Napi::Function::New(env, DeactivatePatchJs, "deactivatePatch"));
+  exports.Set("unloadPatch", Napi::Function::New(env, UnloadPatchJs, "unloadPatch"));
+  exports.Set("listPatches", Napi::Function::New(env, ListPatchesJs, "listPatches"));
+  exports.Set("stopResume", Napi::Function::New(env, StopResumeJs, "stopResume"));
   return exports;
 }
 

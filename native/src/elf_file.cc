@@ -47,7 +47,7 @@ std::optional<std::string> FindBuildId(Elf_Data* data) {
   return std::nullopt;
 }
 
-void ReadSymbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, SymbolTable table,
+void ReadSymbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, SymbolTable table, Elf_Data* versym,
                  std::vector<ElfSymbol>& out) {
   Elf_Data* data = elf_getdata(scn, nullptr);
   if (data == nullptr || shdr.sh_entsize == 0) return;
@@ -64,8 +64,12 @@ void ReadSymbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, SymbolTable tabl
       continue;
     }
     if (name == nullptr || *name == '\0' || type == STT_SECTION) continue;
-    ElfSymbol s{name, sym.st_value, sym.st_size, type, bind, sym.st_shndx, table, ""};
+    ElfSymbol s{name, sym.st_value, sym.st_size, type, bind, sym.st_shndx, table, "", false};
     if (bind == STB_LOCAL) s.file = current_file;
+    GElf_Versym vs;
+    if (versym != nullptr && gelf_getversym(versym, static_cast<int>(i), &vs) != nullptr) {
+      s.hidden_version = (vs & 0x8000) != 0;
+    }
     out.push_back(std::move(s));
   }
 }
@@ -109,6 +113,8 @@ ElfInfo ReadElfFile(const std::string& path) {
         {ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz, ph.p_memsz, ph.p_align});
   }
 
+  Elf_Scn* dynsym = nullptr;
+  Elf_Data* versym = nullptr;
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0) ThrowBadElf(path, elf_errmsg(-1));
   for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
@@ -118,8 +124,9 @@ ElfInfo ReadElfFile(const std::string& path) {
     const char* name = elf_strptr(elf.get(), shstrndx, shdr.sh_name);
     info.sections.push_back({name ? name : "", shdr.sh_type, shdr.sh_flags, shdr.sh_addr,
                              shdr.sh_offset, shdr.sh_size});
-    if (shdr.sh_type == SHT_SYMTAB) ReadSymbols(elf.get(), scn, shdr, SymbolTable::kSymtab, info.symbols);
-    if (shdr.sh_type == SHT_DYNSYM) ReadSymbols(elf.get(), scn, shdr, SymbolTable::kDynsym, info.symbols);
+    if (shdr.sh_type == SHT_SYMTAB) ReadSymbols(elf.get(), scn, shdr, SymbolTable::kSymtab, nullptr, info.symbols);
+    if (shdr.sh_type == SHT_DYNSYM) dynsym = scn;
+    if (shdr.sh_type == SHT_GNU_versym) versym = elf_getdata(scn, nullptr);
     if (shdr.sh_type == SHT_NOTE && !info.build_id) {
       if (Elf_Data* data = elf_getdata(scn, nullptr)) info.build_id = FindBuildId(data);
     }
@@ -130,6 +137,10 @@ ElfInfo ReadElfFile(const std::string& path) {
         info.debug_link = std::string(link, strnlen(link, data->d_size));
       }
     }
+  }
+  if (dynsym != nullptr) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(dynsym, &shdr) != nullptr) ReadSymbols(elf.get(), dynsym, shdr, SymbolTable::kDynsym, versym, info.symbols);
   }
   // A file without section headers (rare, but legal) still has its build-id in a PT_NOTE segment.
   if (!info.build_id) {

@@ -40,6 +40,8 @@ struct ElfSymbol {
   // For local symbols of .symtab: the source file named by the preceding STT_FILE symbol, so
   // that two static functions of the same name can be told apart.
   std::string file;
+  // .dynsym only: a non-default symbol version (name@VER, not name@@VER); never bind to it.
+  bool hidden_version = false;
 };
 
 struct ElfInfo {

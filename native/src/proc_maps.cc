@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "engine_error.h"
+#include "ptrace/errno_codes.h"
 
 namespace hotpatch {
 
@@ -13,8 +14,9 @@ std::vector<Mapping> ReadProcMaps(pid_t pid) {
   const std::string file = "/proc/" + std::to_string(pid) + "/maps";
   std::ifstream in(file);
   if (!in) {
-    throw EngineError(errno == EACCES ? "EPERM_PROC" : "ENOPROCESS",
-                      "cannot read " + file + ": " + std::strerror(errno));
+    const int err = errno;
+    if (err == ENOENT || err == ESRCH) throw EngineError("ENOPROCESS", "cannot read " + file + ": no such process");
+    ThrowForErrno(err, pid, "reading " + file);
   }
   std::vector<Mapping> maps;
   std::string line;

@@ -2,7 +2,7 @@
  * Compiles the C/C++ fixtures the tests run against, once per source and flag set, into
  * node_modules/.cache/hotpatch-fixtures (kept between runs, ignored by git).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -19,21 +19,28 @@ export function fixtureSource(name: string): string {
 }
 
 /**
- * Compiles a fixture with the given compiler flags and returns the path of the output.
- * The output name carries a hash of source and flags, so a changed fixture is rebuilt.
+ * Compiles a fixture (one source, or several linked together; paths relative to test/fixtures)
+ * with the given compiler flags and returns the path of the output. The output name carries a hash
+ * of the sources and flags, so a changed fixture is rebuilt.
  */
-export async function compileFixture(source: string, flags: string[] = [], compiler = "gcc"): Promise<string> {
-  const src = fixtureSource(source);
-  const hash = createHash("sha256")
-    .update(readFileSync(src))
+export async function compileFixture(
+  sources: string | string[],
+  flags: string[] = [],
+  compiler = "gcc",
+): Promise<string> {
+  const srcs = (Array.isArray(sources) ? sources : [sources]).map(fixtureSource);
+  const hash = createHash("sha256");
+  for (const src of srcs) hash.update(readFileSync(src));
+  const digest = hash
     .update(JSON.stringify([compiler, flags]))
     .digest("hex")
     .slice(0, 16);
-  const out = path.join(cacheDir, `${path.basename(source).replace(/\.[^.]+$/, "")}-${hash}`);
+  const first = path.basename(srcs[0] ?? "fixture").replace(/\.[^.]+$/, "");
+  const out = path.join(cacheDir, `${first}-${digest}`);
   if (!existsSync(out)) {
     mkdirSync(cacheDir, { recursive: true });
     const tmp = `${out}.tmp${process.pid}`;
-    await execFileAsync(compiler, [...flags, "-o", tmp, src]);
+    await execFileAsync(compiler, [...flags, "-o", tmp, ...srcs]);
     await execFileAsync("mv", [tmp, out]);
   }
   return out;
@@ -45,42 +52,80 @@ export async function runTool(cmd: string, args: string[]): Promise<string> {
   return stdout;
 }
 
-/** A running fixture process that prints `ready <pid>` when it is up; kill() ends it. */
+/** A running fixture process that prints `ready <pid>` when it is up. */
 export interface RunningFixture {
+  /** The fixture's own pid (not the wrapper's). */
   pid: number;
-  child: ChildProcess;
+  /** Everything it printed on stdout so far. */
+  output(): string;
+  /** Resolves with the first line printed from now on that matches `re`. */
+  nextLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Whether it is still running (not exited, not a zombie). */
+  alive(): boolean;
+  /** Kills it (SIGKILL) and waits until it is gone. */
   kill(): Promise<void>;
 }
 
-/** Starts a fixture binary and waits for its `ready` line. */
+/**
+ * Starts a fixture binary and waits for its `ready` line. The fixture runs under a `sh` that waits
+ * for it, so it is not a child of the test process: ptrace stops of a child would also be reported
+ * to libuv's child watcher, which would take them for an exit.
+ */
 export async function startFixture(binary: string, args: string[] = [], timeoutMs = 10_000): Promise<RunningFixture> {
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"] });
-  const pid = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${binary} did not print 'ready' within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    let seen = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      seen += chunk.toString();
-      const m = /ready (\d+)/.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${binary} exited with ${code} before it was ready`));
-    });
+  const child = spawn("sh", ["-c", 'exec 3>&2 2>/dev/null; "$0" "$@" 2>&3 & wait $!', binary, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
   });
+  let seen = "";
+  const waiters: { re: RegExp; from: number; resolve: (l: string) => void }[] = [];
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  child.stdout?.on("data", (chunk: Buffer) => {
+    seen += chunk.toString();
+    for (const w of [...waiters]) {
+      const lines = seen.slice(w.from).split("\n");
+      const done = lines.slice(0, -1).find((l) => w.re.test(l));
+      if (done !== undefined) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(done);
+      }
+    }
+  });
+  const nextLine = (re: RegExp, ms = 10_000) =>
+    new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${binary}: no line matching ${re} within ${ms} ms`)), ms);
+      waiters.push({
+        re,
+        from: seen.length,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`${binary} exited while waiting for ${re}`));
+      });
+    });
+  const ready = await Promise.race([
+    nextLine(/^ready \d+$/, timeoutMs),
+    exited.then(() => Promise.reject(new Error(`${binary} exited before it was ready`))),
+  ]);
+  const pid = Number(ready.split(" ")[1]);
   return {
     pid,
-    child,
+    output: () => seen,
+    nextLine,
+    alive: () => !gone,
     async kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGKILL");
+      if (gone) return;
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
       await exited;
     },
   };

@@ -1,0 +1,67 @@
+/** Stable codes of bundle failures. Operators and scripts match on these, never on messages. */
+export type BundleErrorCode =
+  /** The bundle is malformed: a missing or extra file, a manifest that breaks the schema (the message names the field). */
+  | "EBAD_BUNDLE"
+  /** patch.so does not hash to the manifest's `sha256` (tampered or truncated). */
+  | "EBUNDLE_HASH"
+  /** manifest.sig is malformed, made by an untrusted key, or does not verify over manifest.json. */
+  | "EBUNDLE_SIGNATURE"
+  /** The bundle carries no signature but one is required (trusted keys are configured). */
+  | "EBUNDLE_UNSIGNED"
+  /** A key file is unreadable or not an ed25519 key of the expected kind. */
+  | "EBAD_KEY"
+  /** The bundle's target build-id does not match the ELF file it is meant for. */
+  | "EBUILDID"
+  /** The target is not an x86-64 ELF with a build-id, or cannot be read. */
+  | "EBAD_TARGET"
+  /** A symbol is missing: a replaced function in the target, a replacement in patch.so, or an undefined symbol of patch.so. */
+  | "ENOSYMBOL"
+  /** An unqualified static name matches several functions of the target; qualify it as `file.c:name`. */
+  | "EAMBIGUOUS_SYMBOL"
+  /** A symbol to replace exists but is not a plain function (data, an ifunc resolver, ...). */
+  | "ENOT_FUNCTION"
+  /** A function is shorter than the 5-byte jump written over its entry. */
+  | "EFUNC_TOO_SHORT"
+  /** The compiler failed (its message is included) or could not be run. */
+  | "ECOMPILE"
+  /** The build was asked for something invalid (bad `--function`, `--id`, source type, ...). */
+  | "EBUILD_ARGS"
+  /** The output path already exists and is not an empty directory. */
+  | "EOUT_EXISTS"
+  /** The operation was cancelled through its AbortSignal. */
+  | "EABORTED"
+  /** A file could not be read or written for a reason the message gives. */
+  | "EIO";
+
+/** Context attached to a bundle error: what was being worked on. */
+export interface BundleErrorContext {
+  /** The bundle, tar, key, source or target file involved. */
+  path?: string;
+  /** The manifest field at fault, as a path such as `functions[2].symbol`. */
+  field?: string;
+  /** The symbol at fault. */
+  symbol?: string;
+  /** The build-id expected by the bundle. */
+  expected?: string;
+  /** The build-id found in the file. */
+  actual?: string;
+}
+
+/** A failure to build, read, verify or match a patch bundle, with a stable code. */
+export class BundleError extends Error {
+  override readonly name = "BundleError";
+  readonly code: BundleErrorCode;
+  readonly context: BundleErrorContext;
+
+  constructor(code: BundleErrorCode, message: string, context: BundleErrorContext = {}, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** Throws EABORTED when the signal has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw new BundleError("EABORTED", "the bundle operation was cancelled", {}, { cause: signal.reason });
+}

@@ -1,0 +1,68 @@
+#include "batch.h"
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "../engine_error.h"
+
+namespace hotpatch {
+
+BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
+  BatchResult out{pid, BatchResult::Outcome::kFailed, {}, "", ""};
+  bool loaded_here = false;
+  try {
+    const Descriptor desc = ListPatches(pid);
+    const DescPatch* present = nullptr;
+    for (const auto& p : desc.patches) {
+      if (std::string(p.id, strnlen(p.id, sizeof p.id)) == spec.id) present = &p;
+    }
+    if (present != nullptr && present->state == static_cast<uint32_t>(PatchState::kActive)) {
+      out.outcome = BatchResult::Outcome::kAlready;
+      out.result.record = *present;
+      return out;
+    }
+    uint64_t load_pause = 0;
+    if (present == nullptr) {
+      load_pause = LoadPatch(pid, spec, opts).pause_us;
+      loaded_here = true;
+    }
+    out.result = ActivatePatch(pid, spec.id, opts);
+    out.result.pause_us = std::max(out.result.pause_us, load_pause);
+    out.outcome = BatchResult::Outcome::kDone;
+  } catch (const EngineError& e) {
+    out.code = e.code();
+    out.message = e.what();
+    if (loaded_here) {
+      // Leave the process as it was: take back what this call mapped.
+      OpOptions quick = opts;
+      quick.safety_timeout = std::chrono::milliseconds(1000);
+      try {
+        UnloadPatch(pid, spec.id, quick);
+      } catch (const EngineError&) {
+        out.message += " (and the loaded patch could not be unloaded again; `hotpatch ps` shows it)";
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<BatchResult> ApplyBatch(const std::vector<pid_t>& pids, const PatchSpec& spec, const OpOptions& opts,
+                                    unsigned parallel) {
+  std::vector<BatchResult> results(pids.size());
+  ObjectCache cache;
+  OpOptions shared = opts;
+  shared.cache = &cache;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < pids.size(); i = next++) results[i] = ApplyOne(pids[i], spec, shared);
+  };
+  std::vector<std::thread> threads;
+  const unsigned n = std::max(1u, std::min<unsigned>(parallel, static_cast<unsigned>(pids.size())));
+  for (unsigned t = 1; t < n; ++t) threads.emplace_back(work);
+  work();  // this thread takes a share too
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+}  // namespace hotpatch

@@ -1,0 +1,430 @@
+#include "patch_ops.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "../engine_error.h"
+#include "../loader/load_plan.h"
+#include "../loader/target_image.h"
+#include "../ptrace/errno_codes.h"
+#include "../ptrace/proc_auxv.h"
+#include "../ptrace/stopped_process.h"
+#include "redirect.h"
+#include "safety.h"
+
+namespace hotpatch {
+namespace {
+
+constexpr auto kStopTimeout = std::chrono::seconds(2);
+constexpr int kPlacementAttempts = 3;
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string Str(const char* field, size_t cap) { return std::string(field, strnlen(field, cap)); }
+
+void CopyField(char* dst, size_t cap, const std::string& value, const char* what) {
+  if (value.size() >= cap) {
+    throw EngineError("EBAD_ARGUMENT", std::string(what) + " is longer than " + std::to_string(cap - 1) + " bytes: " + value);
+  }
+  std::memset(dst, 0, cap);
+  std::memcpy(dst, value.data(), value.size());
+}
+
+DescPatch* FindPatch(Descriptor& desc, const std::string& id) {
+  for (auto& p : desc.patches) {
+    if (Str(p.id, sizeof p.id) == id) return &p;
+  }
+  return nullptr;
+}
+
+DescPatch& RequirePatch(Descriptor& desc, const std::string& id, pid_t pid) {
+  DescPatch* p = FindPatch(desc, id);
+  if (p == nullptr) throw EngineError("ENOPATCH", "process " + std::to_string(pid) + " has no patch '" + id + "'");
+  return *p;
+}
+
+bool Cancelled(const OpOptions& opts) {
+  return opts.cancelled != nullptr && opts.cancelled->load(std::memory_order_relaxed) != 0;
+}
+
+void Sleep(std::chrono::microseconds d) {
+  timespec ts{static_cast<time_t>(d.count() / 1'000'000), static_cast<long>(d.count() % 1'000'000) * 1000};
+  nanosleep(&ts, nullptr);
+}
+
+// Runs `attempt` inside a stop of every thread until it reports no conflict. A conflict means a
+// thread is where we must not write: let the target run a little (so the thread can leave), with
+// exponential backoff, and try again in a fresh, short stop until the deadline.
+template <typename Attempt>
+OpResult WithRetries(pid_t pid, const OpOptions& opts, Attempt attempt) {
+  OpResult result{};
+  const auto deadline = Clock::now() + opts.safety_timeout;
+  auto backoff = std::chrono::microseconds(500);
+  for (;;) {
+    std::optional<StoppedProcess> holder;
+    try {
+      holder.emplace(pid, Clock::now() + kStopTimeout);
+    } catch (const EngineError& e) {
+      // Gone between two tries: say so plainly rather than "no such process".
+      if (result.attempts > 0 && (e.code() == "ENOPROCESS" || e.code() == "EZOMBIE")) {
+        throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited during the operation");
+      }
+      throw;
+    }
+    StoppedProcess& stopped = *holder;
+    const std::optional<Conflict> conflict = attempt(stopped, result);
+    stopped.Resume();
+    result.pause_us = std::max(result.pause_us, stopped.PauseMicros());
+    ++result.attempts;
+    if (!conflict) return result;
+    if (Clock::now() + backoff > deadline) {
+      throw EngineError("EUNSAFE_TIMEOUT", DescribeConflict(pid, *conflict) + "; gave up after " +
+                                               std::to_string(result.attempts) + " tries in " +
+                                               std::to_string(opts.safety_timeout.count()) +
+                                               " ms (retry later, or use consistency 'entry' if the function never returns)");
+    }
+    if (Cancelled(opts)) throw EngineError("ECANCELLED", "cancelled while waiting for a safe moment");
+    Sleep(backoff);
+    backoff = std::min(backoff * 2, std::chrono::microseconds(64'000));
+  }
+}
+
+// The path under which the target itself can open the patch file. A target in another mount
+// namespace (a container) does not see our file system: give it a copy inside its own root.
+std::string TargetVisiblePath(pid_t pid, const std::string& so_path, const std::string& id) {
+  struct stat ours {}, theirs {};
+  if (::stat(so_path.c_str(), &ours) != 0) {
+    throw EngineError("EBAD_ARGUMENT", "cannot read the patch file " + so_path + ": " + std::strerror(errno));
+  }
+  const std::string root = "/proc/" + std::to_string(pid) + "/root";
+  if (::stat((root + so_path).c_str(), &theirs) == 0 && ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino) {
+    return so_path;
+  }
+  const std::string inside = "/tmp/hotpatch-" + id + ".so";
+  std::error_code ec;
+  std::filesystem::copy_file(so_path, root + inside, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) {
+    throw EngineError("EMOUNT_NS", "process " + std::to_string(pid) + " is in another mount namespace and the patch " +
+                                       "could not be copied to " + inside + " inside it: " + ec.message());
+  }
+  return inside;
+}
+
+// Undoes the mappings of a failed load, so that a failed operation leaves no mapping behind.
+class MappedGuard {
+ public:
+  MappedGuard(StoppedProcess& stopped, uint64_t stub) : stopped_(stopped), stub_(stub) {}
+  ~MappedGuard() {
+    for (const auto& [addr, len] : mapped_) {
+      try {
+        stopped_.InjectSyscall(stub_, SYS_munmap, static_cast<long>(addr), static_cast<long>(len));
+      } catch (...) {
+        // The target is gone or refuses: nothing more can be undone.
+      }
+    }
+  }
+  void Add(uint64_t addr, uint64_t len) { mapped_.emplace_back(addr, len); }
+  void Dismiss() { mapped_.clear(); }
+
+ private:
+  StoppedProcess& stopped_;
+  uint64_t stub_;
+  std::vector<std::pair<uint64_t, uint64_t>> mapped_;
+};
+
+struct PlannedFunction {
+  ResolvedSymbol old_fn;
+  uint64_t replacement;
+  size_t keep;
+  std::vector<uint8_t> jump;
+};
+
+// Why a load attempt did not finish: its chosen place was taken meanwhile.
+struct PlacementTaken {};
+
+}  // namespace
+
+OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
+  RequireLiveProcess(pid);
+  if (spec.functions.empty() || spec.functions.size() > kMaxFunctionsPerPatch) {
+    throw EngineError("EBAD_ARGUMENT", "a patch replaces 1 to " + std::to_string(kMaxFunctionsPerPatch) + " functions");
+  }
+  DescPatch record{};
+  CopyField(record.id, sizeof record.id, spec.id, "patch id");
+  CopyField(record.so_path, sizeof record.so_path, spec.so_path, "patch path");
+
+  ObjectCache own_cache;
+  ObjectCache& cache = opts.cache != nullptr ? *opts.cache : own_cache;
+  const TargetImage image(pid, opts.debug_dirs, cache);
+  const std::shared_ptr<const PatchFile> patch = cache.Patch(spec.so_path);
+  const TargetMemory probe(pid);
+  std::vector<ResolvedSymbol> old_fns;
+  for (const auto& f : spec.functions) old_fns.push_back(image.Resolve(f.symbol));
+
+  std::vector<Mapping> maps = ReadProcMaps(pid);
+  Descriptor existing = ReadDescriptor(probe, maps);
+  if (FindPatch(existing, spec.id) != nullptr) {
+    throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
+  }
+  const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
+  const uint64_t span = PatchSpan(*patch);
+  const uint64_t stub = ReadEntryPoint(pid);
+
+  for (int placement = 0; placement < kPlacementAttempts; ++placement) {
+    // Near the first old function when there is room (5-byte jumps), else anywhere (14-byte ones).
+    std::optional<uint64_t> base = opts.far ? std::nullopt : ChooseBase(maps, old_fns.front().address, span);
+    if (!base) base = ChooseAnyBase(maps, span);
+    if (!base) {
+      throw EngineError("ENOSPACE", "no free address range of " + std::to_string(span) + " bytes in process " +
+                                        std::to_string(pid));
+    }
+    const LoadPlan plan = PlanLoad(image, *patch, spec.so_path, *base);
+    if (plan.mappings.size() > kMaxMappingsPerPatch) {
+      throw EngineError("EUNSUPPORTED_PATCH", "the patch needs more than " + std::to_string(kMaxMappingsPerPatch) + " mappings");
+    }
+    std::vector<PlannedFunction> planned;
+    for (size_t i = 0; i < spec.functions.size(); ++i) {
+      const auto& f = spec.functions[i];
+      const auto it = plan.exports.find(f.replacement);
+      if (it == plan.exports.end()) {
+        throw EngineError("ENOSYMBOL", "the patch " + spec.so_path + " defines no function '" + f.replacement +
+                                           "' (replacement for " + f.symbol + ")");
+      }
+      const auto entry = probe.Read(old_fns[i].address, 4);
+      const size_t keep = EntryKeep(entry.data(), entry.size());
+      auto jump = EncodeJump(old_fns[i].address + keep, it->second);
+      if (old_fns[i].size < keep + jump.size()) {
+        throw EngineError("EFUNC_TOO_SHORT", "function " + f.symbol + " is " + std::to_string(old_fns[i].size) +
+                                                 " bytes long; the jump needs " + std::to_string(keep + jump.size()) +
+                                                 (old_fns[i].size == 0 ? " (its symbol has no size)" : ""));
+      }
+      planned.push_back({old_fns[i], it->second, keep, std::move(jump)});
+    }
+
+    OpResult result{};
+    try {
+      StoppedProcess stopped(pid, Clock::now() + kStopTimeout);
+      MappedGuard guard(stopped, stub);
+      const uint64_t path_addr = stopped.Scratch(visible.size() + 1);
+      stopped.memory().Write(path_addr, visible.c_str(), visible.size() + 1);
+      const long fd = stopped.InjectSyscall(stub, SYS_openat, AT_FDCWD, static_cast<long>(path_addr), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        throw EngineError("EINJECT", "the target could not open the patch file " + visible + ": " + std::strerror(static_cast<int>(-fd)));
+      }
+      long failed = 0;
+      for (const auto& m : plan.mappings) {
+        const int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (m.anonymous ? MAP_ANONYMOUS : 0);
+        const long r = stopped.InjectSyscall(stub, SYS_mmap, static_cast<long>(m.addr), static_cast<long>(m.length), m.prot, flags,
+                                             m.anonymous ? -1 : fd, static_cast<long>(m.file_offset));
+        if (r < 0 && r > -4096) {
+          failed = r;
+          break;
+        }
+        guard.Add(static_cast<uint64_t>(r), m.length);
+        if (static_cast<uint64_t>(r) != m.addr) {
+          failed = -EEXIST;  // an old kernel ignoring MAP_FIXED_NOREPLACE placed it elsewhere
+          break;
+        }
+      }
+      stopped.InjectSyscall(stub, SYS_close, fd);
+      if (failed == -EEXIST) throw PlacementTaken{};
+      if (failed < 0) {
+        throw EngineError("EINJECT", "the target could not map the patch: " + std::string(std::strerror(static_cast<int>(-failed))));
+      }
+      for (const auto& w : plan.writes) stopped.memory().Write(w.addr, w.bytes);
+
+      record.state = static_cast<uint32_t>(PatchState::kLoaded);
+      record.base = plan.base;
+      record.span = plan.span;
+      record.mapping_count = static_cast<uint32_t>(plan.mappings.size());
+      for (size_t i = 0; i < plan.mappings.size(); ++i) {
+        record.mappings[i] = {plan.mappings[i].addr, plan.mappings[i].length, static_cast<uint32_t>(plan.mappings[i].prot), 0};
+      }
+      record.function_count = static_cast<uint32_t>(planned.size());
+      for (size_t i = 0; i < planned.size(); ++i) {
+        const auto& p = planned[i];
+        DescFunction& f = record.functions[i];
+        f.address = p.old_fn.address;
+        f.size = p.old_fn.size;
+        f.replacement = p.replacement;
+        f.keep = static_cast<uint8_t>(p.keep);
+        f.length = static_cast<uint8_t>(p.jump.size());
+        f.consistency = static_cast<uint8_t>(spec.functions[i].consistency);
+        const auto original = stopped.memory().Read(f.address + f.keep, f.length);
+        std::memcpy(f.original, original.data(), f.length);
+        std::memcpy(f.jump, p.jump.data(), f.length);
+        CopyField(f.symbol, sizeof f.symbol, spec.functions[i].symbol, "symbol name");
+      }
+      Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+      record.order = desc.next_order++;
+      desc.patches.push_back(record);
+      WriteDescriptor(stopped, stub, maps, desc);
+      guard.Dismiss();
+      stopped.Resume();
+      result.pause_us = stopped.PauseMicros();
+      result.attempts = 1;
+      result.record = record;
+      return result;
+    } catch (const PlacementTaken&) {
+      maps = ReadProcMaps(pid);  // the target mapped something there meanwhile: choose again
+    }
+  }
+  throw EngineError("ENOSPACE", "the target kept taking the address range chosen for the patch; try again");
+}
+
+OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) {
+  RequireLiveProcess(pid);
+  std::vector<Mapping> maps = ReadProcMaps(pid);
+  Descriptor before = ReadDescriptor(TargetMemory(pid), maps);
+  const DescPatch& known = RequirePatch(before, id, pid);
+  if (known.state == static_cast<uint32_t>(PatchState::kActive)) return OpResult{known, 0, 0};
+
+  std::vector<GuardedRange> ranges;
+  for (uint32_t i = 0; i < known.function_count; ++i) {
+    const DescFunction& f = known.functions[i];
+    const std::string name = Str(f.symbol, sizeof f.symbol);
+    const uint64_t site = f.address + f.keep;
+    // strict: nowhere inside the old function; entry: not inside the bytes the jump overwrites.
+    // A thread exactly at the entry is fine either way: it will take the new jump.
+    if (static_cast<Consistency>(f.consistency) == Consistency::kStrict) {
+      ranges.push_back({f.address + 1, f.address + f.size, name});
+    } else {
+      ranges.push_back({site + 1, site + f.length, name + " (its first " + std::to_string(f.keep + f.length) + " bytes)"});
+    }
+  }
+  const uint64_t stub = ReadEntryPoint(pid);
+  return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+    Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+    DescPatch& rec = RequirePatch(desc, id, pid);
+    for (uint32_t i = 0; i < rec.function_count; ++i) {
+      const DescFunction& f = rec.functions[i];
+      const auto now = stopped.memory().Read(f.address + f.keep, f.length);
+      if (std::memcmp(now.data(), f.original, f.length) != 0) {
+        throw EngineError("ECODE_CHANGED", "the code of " + Str(f.symbol, sizeof f.symbol) + " at " + Hex(f.address) +
+                                               " changed since patch '" + id + "' was loaded (another patch applied " +
+                                               "on it?); unload and apply this patch again");
+      }
+    }
+    if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+    for (uint32_t i = 0; i < rec.function_count; ++i) {
+      const DescFunction& f = rec.functions[i];
+      stopped.memory().Write(f.address + f.keep, f.jump, f.length);
+    }
+    rec.state = static_cast<uint32_t>(PatchState::kActive);
+    WriteDescriptor(stopped, stub, maps, desc);
+    result.record = rec;
+    return std::nullopt;
+  });
+}
+
+OpResult DeactivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) {
+  RequireLiveProcess(pid);
+  std::vector<Mapping> maps = ReadProcMaps(pid);
+  Descriptor before = ReadDescriptor(TargetMemory(pid), maps);
+  const DescPatch& known = RequirePatch(before, id, pid);
+  if (known.state != static_cast<uint32_t>(PatchState::kActive)) return OpResult{known, 0, 0};
+
+  // Restoring is one jump instruction back to old code: only a thread inside the jump's bytes
+  // (which only a signal frame could hold) is in the way; threads in the new code finish there.
+  std::vector<GuardedRange> ranges;
+  for (uint32_t i = 0; i < known.function_count; ++i) {
+    const DescFunction& f = known.functions[i];
+    ranges.push_back({f.address + f.keep + 1, f.address + f.keep + f.length, Str(f.symbol, sizeof f.symbol)});
+  }
+  const uint64_t stub = ReadEntryPoint(pid);
+  return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+    Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+    DescPatch& rec = RequirePatch(desc, id, pid);
+    for (uint32_t i = 0; i < rec.function_count; ++i) {
+      const DescFunction& f = rec.functions[i];
+      const auto now = stopped.memory().Read(f.address + f.keep, f.length);
+      if (std::memcmp(now.data(), f.jump, f.length) == 0) continue;
+      for (const auto& other : desc.patches) {
+        for (uint32_t j = 0; j < other.function_count; ++j) {
+          const DescFunction& g = other.functions[j];
+          if (g.address == f.address && g.length == f.length && std::memcmp(now.data(), g.jump, g.length) == 0) {
+            throw EngineError("EREVERT_ORDER", "patch '" + Str(other.id, sizeof other.id) + "' was applied on top of '" + id +
+                                                   "' on " + Str(f.symbol, sizeof f.symbol) + "; revert it first");
+          }
+        }
+      }
+      throw EngineError("ECODE_CHANGED", "the jump of patch '" + id + "' at " + Hex(f.address) + " (" +
+                                             Str(f.symbol, sizeof f.symbol) + ") was overwritten by someone else; not restoring");
+    }
+    if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+    for (uint32_t i = 0; i < rec.function_count; ++i) {
+      const DescFunction& f = rec.functions[i];
+      stopped.memory().Write(f.address + f.keep, f.original, f.length);
+    }
+    rec.state = static_cast<uint32_t>(PatchState::kInactive);
+    WriteDescriptor(stopped, stub, maps, desc);
+    result.record = rec;
+    return std::nullopt;
+  });
+}
+
+OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
+  RequireLiveProcess(pid);
+  std::vector<Mapping> maps = ReadProcMaps(pid);
+  Descriptor before = ReadDescriptor(TargetMemory(pid), maps);
+  const DescPatch& known = RequirePatch(before, id, pid);
+  if (known.state == static_cast<uint32_t>(PatchState::kActive)) {
+    throw EngineError("EPATCH_ACTIVE", "patch '" + id + "' is active in process " + std::to_string(pid) + "; revert it first");
+  }
+  std::vector<GuardedRange> ranges;
+  for (uint32_t i = 0; i < known.mapping_count; ++i) {
+    const DescMapping& m = known.mappings[i];
+    if (m.prot & PROT_EXEC) ranges.push_back({m.addr, m.addr + m.length, "the code of patch '" + id + "'"});
+  }
+  // Another patch stacked on this one keeps a jump into this code as its "original" bytes.
+  for (const auto& other : before.patches) {
+    for (uint32_t j = 0; j < other.function_count && &other != &known; ++j) {
+      const DescFunction& g = other.functions[j];
+      const uint64_t to = DecodeJump(g.address + g.keep, g.original, g.length);
+      if (to >= known.base && to < known.base + known.span) {
+        throw EngineError("EPATCH_IN_USE", "patch '" + Str(other.id, sizeof other.id) + "' was loaded on top of '" + id +
+                                               "' and would jump back into it; unload it first");
+      }
+    }
+  }
+  const uint64_t stub = ReadEntryPoint(pid);
+  return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+    Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+    DescPatch& rec = RequirePatch(desc, id, pid);
+    if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+    for (uint32_t i = 0; i < rec.mapping_count; ++i) {
+      const long r = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(rec.mappings[i].addr),
+                                           static_cast<long>(rec.mappings[i].length));
+      if (r < 0) throw EngineError("EINJECT", "the target could not unmap the patch: " + std::string(std::strerror(static_cast<int>(-r))));
+    }
+    result.record = rec;
+    desc.patches.erase(desc.patches.begin() + (&rec - desc.patches.data()));
+    WriteDescriptor(stopped, stub, maps, desc);
+    return std::nullopt;
+  });
+}
+
+Descriptor ListPatches(pid_t pid) {
+  RequireLiveProcess(pid);
+  return ReadDescriptor(TargetMemory(pid), ReadProcMaps(pid));
+}
+
+uint64_t StopResume(pid_t pid) {
+  StoppedProcess stopped(pid, Clock::now() + kStopTimeout);
+  stopped.Resume();
+  return stopped.PauseMicros();
+}
+
+}  // namespace hotpatch

@@ -1,0 +1,26 @@
+// Maps a failed ptrace or /proc access onto the engine's stable error codes, with the cause an
+// operator can act on (permission, another tracer, a vanished or zombie target).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace hotpatch {
+
+// What /proc/PID/status says about a process, read without ptrace.
+struct ProcessStatus {
+  bool exists = false;
+  char state = '?';      // R, S, D, Z, X, t, ...
+  pid_t tracer_pid = 0;  // 0 when not traced
+};
+
+ProcessStatus ReadProcessStatus(pid_t pid);
+
+// Throws the EngineError that explains why `what` failed with `err` on `pid`.
+[[noreturn]] void ThrowForErrno(int err, pid_t pid, const std::string& what);
+
+// Throws ENOPROCESS / EZOMBIE / ETARGET_EXITED / ETRACED when the process cannot be operated on at all.
+void RequireLiveProcess(pid_t pid);
+
+}  // namespace hotpatch

@@ -1,0 +1,229 @@
+#include "stopped_process.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "../engine_error.h"
+#include "errno_codes.h"
+#include "target_memory.h"
+
+namespace hotpatch {
+namespace {
+
+struct DirCloser {
+  void operator()(DIR* d) const { closedir(d); }
+};
+
+std::vector<pid_t> ListThreads(pid_t pid) {
+  std::unique_ptr<DIR, DirCloser> dir(opendir(("/proc/" + std::to_string(pid) + "/task").c_str()));
+  if (!dir) ThrowForErrno(errno, pid, "listing threads");
+  std::vector<pid_t> tids;
+  while (dirent* e = readdir(dir.get())) {
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9') tids.push_back(static_cast<pid_t>(std::atol(e->d_name)));
+  }
+  return tids;
+}
+
+void ShortSleep(long ns) {
+  timespec ts{0, ns};
+  nanosleep(&ts, nullptr);
+}
+
+}  // namespace
+
+StoppedProcess::StoppedProcess(pid_t pid, Clock::time_point deadline) : pid_(pid) {
+  RequireLiveProcess(pid);
+  // Our polling sleeps are tens of microseconds; without this the kernel may stretch each to 50 µs+.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  stop_start_ = Clock::now();
+  try {
+    // A thread created while we were seizing the others shows up in the next listing; once every
+    // listed thread is stopped no new one can appear, so one listing that adds nothing ends the loop.
+    for (;;) {
+      const size_t before = seized_.size();
+      SeizeAll(deadline);
+      WaitForStops(deadline);
+      if (seized_.size() == before) break;
+    }
+    if (seized_.empty()) throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited");
+    for (const Seized& s : seized_) {
+      ThreadState t{s.tid, {}, s.pending_signal};
+      if (ptrace(PTRACE_GETREGS, s.tid, nullptr, &t.regs) != 0) ThrowForErrno(errno, pid, "reading registers");
+      threads_.push_back(t);
+    }
+    memory_ = std::make_unique<TargetMemory>(pid);
+    // The thread we inject calls into should be the main one when it still exists.
+    std::stable_partition(threads_.begin(), threads_.end(), [pid](const ThreadState& t) { return t.tid == pid; });
+  } catch (...) {
+    ReleaseAll();
+    throw;
+  }
+}
+
+StoppedProcess::~StoppedProcess() { ReleaseAll(); }
+
+void StoppedProcess::SeizeAll(Clock::time_point deadline) {
+  for (pid_t tid : ListThreads(pid_)) {
+    if (std::any_of(seized_.begin(), seized_.end(), [tid](const Seized& s) { return s.tid == tid; })) continue;
+    if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
+      if (errno == ESRCH) continue;  // the thread exited between listing and seizing
+      ThrowForErrno(errno, pid_, "PTRACE_SEIZE of thread " + std::to_string(tid));
+    }
+    seized_.push_back({tid, false, 0});
+    if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH) {
+      ThrowForErrno(errno, pid_, "PTRACE_INTERRUPT of thread " + std::to_string(tid));
+    }
+  }
+  if (Clock::now() > deadline) {
+    throw EngineError("ESTOP_TIMEOUT", "could not stop every thread of process " + std::to_string(pid_) + " in time");
+  }
+}
+
+void StoppedProcess::WaitForStops(Clock::time_point deadline) {
+  // Spin first: each sleep gives up the CPU, and on a machine whose cores are all taken by the
+  // target's busy threads, getting it back costs up to a scheduler tick per sleep. Threads stop
+  // within microseconds of being scheduled, so a short spin almost always ends the wait.
+  const auto spin_until = Clock::now() + std::chrono::milliseconds(5);
+  long backoff_ns = 20'000;
+  for (;;) {
+    bool waiting = false;
+    for (auto it = seized_.begin(); it != seized_.end();) {
+      if (it->stopped) {
+        ++it;
+        continue;
+      }
+      int status = 0;
+      const pid_t r = waitpid(it->tid, &status, __WALL | WNOHANG);
+      if (r == 0) {
+        waiting = true;
+        ++it;
+        continue;
+      }
+      if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+        it = seized_.erase(it);  // the thread is gone; a gone process is noticed when none is left
+        continue;
+      }
+      // An interrupt (or group) stop carries PTRACE_EVENT_STOP; anything else is a signal that
+      // reached the thread first: keep it and deliver it when we let go.
+      const bool event_stop = (status >> 16) == PTRACE_EVENT_STOP;
+      if (!event_stop) it->pending_signal = WSTOPSIG(status);
+      it->stopped = true;
+      ++it;
+    }
+    if (!waiting) return;
+    if (Clock::now() > deadline) {
+      std::string stuck;
+      for (const Seized& s : seized_) {
+        if (!s.stopped) stuck += " " + std::to_string(s.tid);
+      }
+      throw EngineError("ESTOP_TIMEOUT", "threads" + stuck + " of process " + std::to_string(pid_) +
+                                             " did not stop in time (uninterruptible sleep?)");
+    }
+    if (Clock::now() < spin_until) continue;
+    ShortSleep(backoff_ns);
+    backoff_ns = std::min(backoff_ns * 2, 200'000L);
+  }
+}
+
+void StoppedProcess::ReleaseAll() noexcept {
+  if (released_) return;
+  released_ = true;
+  for (Seized& s : seized_) {
+    if (!s.stopped) {
+      // PTRACE_DETACH needs a stopped tracee: wait (briefly) for the interrupt we sent to land.
+      for (int i = 0; i < 20000 && !s.stopped; ++i) {
+        int status = 0;
+        const pid_t r = waitpid(s.tid, &status, __WALL | WNOHANG);
+        if (r < 0 || (r > 0 && (WIFEXITED(status) || WIFSIGNALED(status)))) break;
+        if (r > 0) {
+          s.stopped = true;
+          if ((status >> 16) != PTRACE_EVENT_STOP) s.pending_signal = WSTOPSIG(status);
+        } else {
+          ShortSleep(50'000);
+        }
+      }
+    }
+    ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal)));
+  }
+  stop_end_ = Clock::now();
+}
+
+void StoppedProcess::Resume() { ReleaseAll(); }
+
+uint64_t StoppedProcess::PauseMicros() const {
+  const auto end = released_ ? stop_end_ : Clock::now();
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(end - stop_start_).count());
+}
+
+uint64_t StoppedProcess::Scratch(size_t len) const {
+  // 128-byte red zone below rsp belongs to the interrupted leaf function; go well past it.
+  const uint64_t rsp = threads_.front().regs.rsp;
+  return ((rsp - 512 - len) & ~uint64_t{15});
+}
+
+long StoppedProcess::InjectSyscall(uint64_t stub, long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  ThreadState& t = threads_.front();
+  const TargetMemory& mem = *memory_;
+  // `syscall; int3` over borrowed code: every thread is stopped, so nobody can execute it meanwhile.
+  static const uint8_t kStub[] = {0x0f, 0x05, 0xcc};
+  const std::vector<uint8_t> saved = mem.Read(stub, sizeof kStub);
+  mem.Write(stub, kStub, sizeof kStub);
+
+  user_regs_struct regs = t.regs;
+  regs.rip = stub;
+  regs.rax = static_cast<unsigned long long>(nr);
+  regs.rdi = static_cast<unsigned long long>(a1);
+  regs.rsi = static_cast<unsigned long long>(a2);
+  regs.rdx = static_cast<unsigned long long>(a3);
+  regs.r10 = static_cast<unsigned long long>(a4);
+  regs.r8 = static_cast<unsigned long long>(a5);
+  regs.r9 = static_cast<unsigned long long>(a6);
+  // orig_rax = -1 keeps the kernel from "restarting" a system call the thread was interrupted in
+  // when we resume it at our stub; the real orig_rax comes back with the saved registers.
+  regs.orig_rax = static_cast<unsigned long long>(-1);
+
+  long result = 0;
+  std::string failure;
+  if (ptrace(PTRACE_SETREGS, t.tid, nullptr, &regs) != 0) {
+    failure = "PTRACE_SETREGS";
+  } else if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) {
+    failure = "PTRACE_CONT";
+  } else {
+    for (;;) {
+      int status = 0;
+      if (waitpid(t.tid, &status, __WALL) < 0 || !WIFSTOPPED(status)) {
+        // The target died under us (killed from outside): nothing left to restore.
+        throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid_) + " exited during an injected call");
+      }
+      const int sig = WSTOPSIG(status);
+      if (sig == SIGTRAP && (status >> 16) == 0) break;  // our int3
+      if ((status >> 16) == 0) t.pending_signal = sig;  // someone else's signal: deliver it later
+      if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) {
+        failure = "PTRACE_CONT";
+        break;
+      }
+    }
+    if (failure.empty()) {
+      user_regs_struct after;
+      if (ptrace(PTRACE_GETREGS, t.tid, nullptr, &after) != 0) failure = "PTRACE_GETREGS";
+      result = static_cast<long>(after.rax);
+    }
+  }
+  const int err = errno;
+  mem.Write(stub, saved);
+  if (ptrace(PTRACE_SETREGS, t.tid, nullptr, &t.regs) != 0 && failure.empty()) failure = "PTRACE_SETREGS";
+  if (!failure.empty()) ThrowForErrno(err, pid_, failure + " during an injected system call");
+  return result;
+}
+
+}  // namespace hotpatch

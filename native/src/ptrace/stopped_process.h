@@ -1,0 +1,76 @@
+// StoppedProcess: every thread of a target held in a ptrace stop for the lifetime of the object.
+//
+// Construction seizes and interrupts all threads (re-listing /proc/PID/task until no new thread
+// appears), the destructor detaches them all, so an early return or an exception can never leave
+// the target stopped. All ptrace calls must come from the thread that attached: create, use and
+// destroy one StoppedProcess on a single thread (one AsyncWorker::Execute).
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <memory>
+#include <vector>
+
+#include "target_memory.h"
+
+namespace hotpatch {
+
+using Clock = std::chrono::steady_clock;
+
+struct ThreadState {
+  pid_t tid;
+  user_regs_struct regs;
+  int pending_signal;  // a signal that arrived while we held the thread; re-delivered at detach
+};
+
+class StoppedProcess {
+ public:
+  // Throws ENOPROCESS, EZOMBIE, ETARGET_EXITED, EPERM_PTRACE, ETRACED or ESTOP_TIMEOUT; on a throw
+  // every thread seized so far has been released.
+  StoppedProcess(pid_t pid, Clock::time_point deadline);
+  ~StoppedProcess();
+  StoppedProcess(const StoppedProcess&) = delete;
+  StoppedProcess& operator=(const StoppedProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::vector<ThreadState>& threads() const { return threads_; }
+  const TargetMemory& memory() const { return *memory_; }
+
+  // Runs one system call inside the target on its first thread and returns the raw result
+  // (negative errno on failure). `stub` is the address of executable memory we may borrow.
+  long InjectSyscall(uint64_t stub, long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0,
+                     long a6 = 0);
+  // An address in the first thread's stack, below its red zone, with room for `len` bytes: scratch
+  // space for the arguments of injected calls (nothing of the target lives there while it is stopped).
+  uint64_t Scratch(size_t len) const;
+
+  // Detaches every thread now (idempotent) and fixes the measured pause.
+  void Resume();
+  // Microseconds from the first interrupt to the resume (or to now while still stopped).
+  uint64_t PauseMicros() const;
+
+ private:
+  void SeizeAll(Clock::time_point deadline);
+  void WaitForStops(Clock::time_point deadline);
+  void ReleaseAll() noexcept;
+
+  struct Seized {
+    pid_t tid;
+    bool stopped;
+    int pending_signal;
+  };
+
+  pid_t pid_;
+  std::vector<Seized> seized_;
+  std::vector<ThreadState> threads_;
+  std::unique_ptr<TargetMemory> memory_;
+  Clock::time_point stop_start_;
+  Clock::time_point stop_end_;
+  bool released_ = false;
+};
+
+}  // namespace hotpatch

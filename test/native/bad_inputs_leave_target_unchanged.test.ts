@@ -1,0 +1,184 @@
+/**
+ * Every kind of bad input gets its stable error code, and the target keeps running with its memory
+ * map exactly as before (read from /proc/PID/maps) and its answers unchanged.
+ */
+import assert from "node:assert/strict";
+import { copyFile, mkdtemp, open, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { PatchFunctionSpec } from "../../native/index.js";
+import { activatePatch, applyPatch, EngineError, listPatches, loadPatch, unloadPatch } from "../../native/index.js";
+import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+
+const isCode = (code: string) => (err: unknown) => err instanceof EngineError && err.code === code;
+
+async function answers(target: RunningFixture): Promise<string> {
+  await target.nextLine(/^answers /);
+  return target.nextLine(/^answers /);
+}
+
+describe("bad inputs leave the target as it was and running", () => {
+  let target: RunningFixture;
+  let patch: string;
+  let tmp: string;
+  let baseline: string;
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), "hotpatch-bad-"));
+    patch = await compileFixture("c/helper_patch.c", ["-O2", "-shared", "-fPIC"]);
+    target = await startFixture(
+      await compileFixture(
+        ["c/stacked_statics_b.c", "c/stacked_statics_a.c"],
+        ["-O2", "-g", "-fPIE", "-pie", "-fcf-protection=full"],
+      ),
+    );
+    baseline = await answers(target);
+  });
+  after(async () => {
+    await target.kill();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  async function expectRefused(code: string, soPath: string, fn: PatchFunctionSpec): Promise<void> {
+    const before = await readFile(`/proc/${target.pid}/maps`, "utf8");
+    await assert.rejects(loadPatch(target.pid, { id: "bad", soPath, functions: [fn] }), (err: unknown) => {
+      assert.ok(
+        isCode(code)(err),
+        `expected ${code}, got ${(err as { code?: string }).code}: ${(err as Error).message}`,
+      );
+      return true;
+    });
+    assert.equal(await readFile(`/proc/${target.pid}/maps`, "utf8"), before, "memory map unchanged");
+    assert.deepEqual(await listPatches(target.pid), []);
+    assert.equal(await answers(target), baseline, "still answering as before");
+  }
+
+  const b = "stacked_statics_b.c:helper";
+
+  it("an unknown target function → ENOSYMBOL", () =>
+    expectRefused("ENOSYMBOL", patch, { symbol: "no_such_fn", replacement: "helper_v2" }));
+
+  it("a replacement the patch does not define → ENOSYMBOL", () =>
+    expectRefused("ENOSYMBOL", patch, { symbol: b, replacement: "nope" }));
+
+  it("a function shorter than the jump → EFUNC_TOO_SHORT", () =>
+    expectRefused("EFUNC_TOO_SHORT", patch, { symbol: "tiny", replacement: "tiny_v2" }));
+
+  it("a file that is not ELF → EBAD_ELF", async () => {
+    const junk = path.join(tmp, "junk.so");
+    await writeFile(junk, "not a shared object\n");
+    await expectRefused("EBAD_ELF", junk, { symbol: b, replacement: "helper_v2" });
+  });
+
+  it("a truncated shared object → EBAD_ELF", async () => {
+    const cut = path.join(tmp, "cut.so");
+    await copyFile(patch, cut);
+    await truncate(cut, 3000);
+    await expectRefused("EBAD_ELF", cut, { symbol: b, replacement: "helper_v2" });
+  });
+
+  it("a shared object for another architecture → EBAD_ELF", async () => {
+    const arm = path.join(tmp, "arm.so");
+    await copyFile(patch, arm);
+    const fh = await open(arm, "r+");
+    await fh.write(Buffer.from([183, 0]), 0, 2, 18); // e_machine = EM_AARCH64
+    await fh.close();
+    await expectRefused("EBAD_ELF", arm, { symbol: b, replacement: "helper_v2" });
+  });
+
+  it("a patch with thread-local storage → EUNSUPPORTED_PATCH", async () => {
+    const tls = await compileFixture("c/bad_tls_patch.c", ["-O2", "-shared", "-fPIC"]);
+    await expectRefused("EUNSUPPORTED_PATCH", tls, { symbol: b, replacement: "helper_v2" });
+  });
+
+  it("a patch needing TLS relocations → EUNSUPPORTED_RELOC", async () => {
+    const reloc = await compileFixture("c/bad_reloc_patch.c", ["-O2", "-shared", "-fPIC"]);
+    await expectRefused("EUNSUPPORTED_RELOC", reloc, { symbol: b, replacement: "helper_v2" });
+  });
+
+  it("an unknown patch id → ENOPATCH", async () => {
+    await assert.rejects(activatePatch(target.pid, "never-loaded"), isCode("ENOPATCH"));
+    await assert.rejects(unloadPatch(target.pid, "never-loaded"), isCode("ENOPATCH"));
+  });
+
+  it("cancelling a wait for a safe moment → ECANCELLED, nothing left behind", async () => {
+    const loop = await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]);
+    const busy = await startFixture(loop, ["1"]);
+    try {
+      const loopPatch = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
+      const before = await readFile(`/proc/${busy.pid}/maps`, "utf8");
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 100);
+      await assert.rejects(
+        applyPatch(
+          busy.pid,
+          { id: "c", soPath: loopPatch, functions: [{ symbol: "event_loop", replacement: "event_loop_v2" }] },
+          { safetyTimeoutMs: 30_000, signal: ac.signal },
+        ),
+        isCode("ECANCELLED"),
+      );
+      assert.equal(await readFile(`/proc/${busy.pid}/maps`, "utf8"), before);
+      assert.ok(busy.alive());
+    } finally {
+      await busy.kill();
+    }
+  });
+});
+
+describe("targets that cannot be patched", () => {
+  let patch: string;
+  before(async () => {
+    patch = await compileFixture("c/helper_patch.c", ["-O2", "-shared", "-fPIC"]);
+  });
+  const spec = () => ({ id: "x", soPath: patch, functions: [{ symbol: "helper", replacement: "helper_v2" }] });
+
+  it("a pid with no process → ENOPROCESS", async () => {
+    const gone = await startFixture(await compileFixture("c/counter.c", ["-O1"]));
+    await gone.kill();
+    await assert.rejects(listPatches(gone.pid), isCode("ENOPROCESS"));
+    await assert.rejects(applyPatch(gone.pid, spec()), isCode("ENOPROCESS"));
+  });
+
+  it("a zombie → EZOMBIE", async () => {
+    const parent = await startFixture(await compileFixture("c/zombie_maker.c", ["-O1"]));
+    try {
+      const zombie = Number(
+        (/zombie (\d+)/.exec(parent.output()) ?? (await parent.nextLine(/^zombie /)).match(/(\d+)/))?.[1],
+      );
+      await assert.rejects(applyPatch(zombie, spec()), isCode("EZOMBIE"));
+    } finally {
+      await parent.kill();
+    }
+  });
+
+  it("a process already traced by a debugger → ETRACED naming the tracer, and it keeps running", async () => {
+    const target = await startFixture(await compileFixture("c/counter.c", ["-O1", "-g"]));
+    const tracer = await startFixture(await compileFixture("c/tracer.c", ["-O1"]), [String(target.pid)]);
+    try {
+      await assert.rejects(
+        applyPatch(target.pid, spec()),
+        (err: unknown) => isCode("ETRACED")(err) && (err as Error).message.includes(String(tracer.pid)),
+      );
+    } finally {
+      await tracer.kill();
+      await target.kill();
+    }
+  });
+
+  it("a target that exits while the engine waits for a safe moment → ETARGET_EXITED", async () => {
+    const busy = await startFixture(await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]), [
+      "1",
+    ]);
+    const loopPatch = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
+    setTimeout(() => void busy.kill(), 150);
+    await assert.rejects(
+      applyPatch(
+        busy.pid,
+        { id: "e", soPath: loopPatch, functions: [{ symbol: "event_loop", replacement: "event_loop_v2" }] },
+        { safetyTimeoutMs: 30_000 },
+      ),
+      isCode("ETARGET_EXITED"),
+    );
+  });
+});
