@@ -6,6 +6,7 @@
  * never forgets a node.
  */
 
+import { setMaxListeners } from "node:events";
 import { Outcome, Role } from "../../proto/index.js";
 import type { ClusterView } from "../cluster/view.js";
 import type { AgentApi } from "./agents.js";
@@ -89,6 +90,8 @@ export class RolloutEngine {
     this.#pairs = loaded.pairs;
     this.#lastProgress = deps.view.now();
     this.#pollMs = deps.pollMs ?? 100;
+    // Every parallel pair waits on these signals at once.
+    setMaxListeners(0, this.#halt.signal, this.#hard.signal);
   }
 
   get record(): RolloutRecord {
@@ -497,7 +500,8 @@ export class RolloutEngine {
       const bad = firstEnforcedFailure(results);
       if (bad) return this.#fail(state, bad.node, bad.gate, bad.value);
       // The soak ends once its time is over and every patched node has reported since it began.
-      const fresh = nodes.every((n) => (view.node(state.pair, n)?.receivedAtMs ?? 0) > soak.startedAtMs);
+      const fresh =
+        nodes.every((n) => (view.node(state.pair, n)?.receivedAtMs ?? 0) > soak.startedAtMs) && results.length > 0;
       if (remainingMs === 0 && fresh) {
         this.deps.emit({ type: "soak.progress", pair: state.pair, index, remainingMs: 0, results });
         return { kind: "ok", node: "", detail: results.map((r) => `${r.node} ${r.gate}: ${r.value}`).join("; ") };

@@ -17,7 +17,7 @@ export interface GateInput {
   view: NodeView | undefined;
   /** The clock now (ms since epoch). */
   nowMs: number;
-  /** When the soak began: gaps before it do not count. */
+  /** When the soak began: gaps before it do not count, and content gates wait for a heartbeat received after it. */
   sinceMs: number;
   /** Services at the start of the soak. */
   baseline: ServiceBaseline[];
@@ -74,6 +74,9 @@ export function evaluateGates(gates: Gates, input: GateInput): GateResult[] {
   const stale =
     !view || liveness(view, nowMs).ageMs > (gates.heartbeatGap?.intervals ?? 3) * Math.max(1, view.intervalMs);
   const staleValue = view ? `heartbeat stale (age ${liveness(view, nowMs).ageMs}ms)` : unheard;
+  // A heartbeat from before the soak tells nothing about the patch: content gates wait for a newer
+  // one (the soak cannot end before they are evaluated, and the gap gate bounds the wait).
+  if (!stale && view && view.receivedAtMs <= input.sinceMs) return out;
 
   if (gates.probes) {
     const g = gates.probes;
