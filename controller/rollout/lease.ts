@@ -39,6 +39,8 @@ export interface LeaseOptions {
   ttlMs: number;
   /** Rollout id recorded in the lease. */
   rolloutId: string;
+  /** Cluster, named in the refusal message. */
+  cluster?: string;
   /** Clock. */
   now?: () => number;
 }
@@ -74,13 +76,13 @@ export class Lease {
       new RolloutError(
         "ELEASE_HELD",
         current
-          ? `cluster rollout lease is held by ${current.host} pid ${current.pid} (rollout ${current.rolloutId}) until ${new Date(current.expiresAtMs).toISOString()}; wait for it to finish or expire, or run \`hotpatch rollout abort ${current.rolloutId}\``
+          ? `cluster rollout lease is held by ${current.host} pid ${current.pid} (rollout ${current.rolloutId}) until ${new Date(current.expiresAtMs).toISOString()}; wait for it to finish or expire, or run \`hotpatch rollout abort ${current.rolloutId}${opts.cluster ? ` --cluster ${opts.cluster}` : ""}\``
           : "cluster rollout lease was taken by another controller at the same moment",
         { holder: current },
       );
     const entry = await kv.get(KEY);
     let revision: number;
-    if (!entry || entry.operation !== "PUT") {
+    if (entry?.operation !== "PUT") {
       try {
         revision = await kv.create(KEY, enc.encode(JSON.stringify(value)));
       } catch {
@@ -105,7 +107,7 @@ export class Lease {
   /** Reads who holds the lease, or null when it is free (absent or expired). */
   static async read(kv: KV, now: () => number = Date.now): Promise<LeaseValue | null> {
     const entry = await kv.get(KEY);
-    if (!entry || entry.operation !== "PUT") return null;
+    if (entry?.operation !== "PUT") return null;
     const v = decode(entry.value);
     return v && v.expiresAtMs > now() ? v : null;
   }

@@ -175,7 +175,7 @@ async function drive(
 }
 
 function takeLease(session: Session, rolloutId: string, ttlMs: number): Promise<Lease> {
-  return Lease.acquire(session.store.kv, { ttlMs, rolloutId });
+  return Lease.acquire(session.store.kv, { ttlMs, rolloutId, cluster: session.store.cluster });
 }
 
 /** Result of starting or resuming. */

@@ -80,7 +80,7 @@ export class RolloutStore {
 
   async #read<T>(key: string): Promise<T | null> {
     const entry = await this.kv.get(key);
-    if (!entry || entry.operation !== "PUT") return null;
+    if (entry?.operation !== "PUT") return null;
     this.#revisions.set(key, entry.revision);
     return JSON.parse(dec.decode(entry.value)) as T;
   }
@@ -127,7 +127,7 @@ export class RolloutStore {
   /** The control requests of a rollout (none yet: both false). */
   async control(id: string): Promise<ControlRecord> {
     const entry = await this.kv.get(controlKey(id));
-    if (!entry || entry.operation !== "PUT") return { pause: false, abort: false, by: "", atMs: 0 };
+    if (entry?.operation !== "PUT") return { pause: false, abort: false, by: "", atMs: 0 };
     return JSON.parse(dec.decode(entry.value)) as ControlRecord;
   }
 
