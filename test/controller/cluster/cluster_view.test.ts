@@ -61,7 +61,10 @@ describe("cluster view", () => {
       await publishBeat(nc, { pair: "p3", node: "x", sequence: 1, intervalMs: 40, runId: "run-2" });
       await until(() => view.node("p3", "x")?.runId === "run-2");
       assert.equal(view.node("p3", "x")?.missedTotal, 3);
-      assert.equal(liveness(view.node("p3", "x") as NonNullable<ReturnType<typeof view.node>>, Date.now()).missedNow, 0);
+      assert.equal(
+        liveness(view.node("p3", "x") as NonNullable<ReturnType<typeof view.node>>, Date.now()).missedNow,
+        0,
+      );
     } finally {
       view.close();
     }
@@ -105,9 +108,21 @@ describe("cluster view", () => {
       assert.match(lines[0] ?? "", /PAIR\s+NODE\s+ROLE\s+HEALTH\s+HB AGE\s+MISSED\s+PATCHES/);
       assert.match(lines[1] ?? "", /^p1\s+a\s+active\s+ok\s+\d+ms\s+0\s+-/);
       assert.match(lines[2] ?? "", /^\s+b\s+standby\s+sick:web\s+\d+ms\s+0\s+fix-1:active×1/);
-      const j = await hotpatch(["cluster", "status", "--cluster", "shop", "--nats", nats.url, "--wait", "400", "--json"]);
+      const j = await hotpatch([
+        "cluster",
+        "status",
+        "--cluster",
+        "shop",
+        "--nats",
+        nats.url,
+        "--wait",
+        "400",
+        "--json",
+      ]);
       assert.equal(j.code, 0, j.stderr);
-      const doc = jsonLines(j.stdout)[0] as { nodes: { node: string; role: string; healthy: boolean; heartbeatAgeMs: number }[] };
+      const doc = jsonLines(j.stdout)[0] as {
+        nodes: { node: string; role: string; healthy: boolean; heartbeatAgeMs: number }[];
+      };
       assert.deepEqual(
         doc.nodes.map((n) => [n.node, n.role, n.healthy]),
         [
