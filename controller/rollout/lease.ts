@@ -1,8 +1,9 @@
 /**
  * The per-cluster rollout lease, in the cluster's KV bucket under key `lease`. nats-server 2.9 has
  * no per-key TTL, so the value carries its holder and expiry; a lease is taken over only when its
- * expiry has passed, always by compare-and-swap on the key's revision, so two controllers can never
- * both believe they hold it. The holder renews it well before it expires.
+ * expiry has passed (or at once when its holder ran on this same host and its process is gone),
+ * always by compare-and-swap on the key's revision, so two controllers can never both believe they
+ * hold it. The holder renews it well before it expires.
  */
 import { hostname } from "node:os";
 import type { KV } from "@nats-io/kv";
@@ -24,6 +25,24 @@ export interface LeaseValue {
 const KEY = "lease";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** True when `pid` names a live process on this host. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * A lease is free once expired, or at once when its holder ran on this host and its process is gone
+ * (a controller killed here can be resumed here without waiting out the ttl).
+ */
+function isFree(v: LeaseValue | null, nowMs: number): boolean {
+  return !v || v.expiresAtMs <= nowMs || (v.host === hostname() && v.pid !== process.pid && !alive(v.pid));
+}
 
 function decode(bytes: Uint8Array): LeaseValue | null {
   try {
@@ -91,7 +110,7 @@ export class Lease {
       }
     } else {
       const current = decode(entry.value);
-      if (current && current.expiresAtMs > now()) throw held(current);
+      if (!isFree(current, now())) throw held(current);
       try {
         revision = await kv.update(KEY, enc.encode(JSON.stringify(value)), entry.revision);
       } catch {
@@ -109,7 +128,7 @@ export class Lease {
     const entry = await kv.get(KEY);
     if (entry?.operation !== "PUT") return null;
     const v = decode(entry.value);
-    return v && v.expiresAtMs > now() ? v : null;
+    return isFree(v, now()) ? null : v;
   }
 
   /** Calls `fn` once if a renewal fails (the lease was taken, or NATS was gone for longer than the ttl). */

@@ -1,5 +1,6 @@
 /** The per-cluster rollout lease in JetStream KV on a real nats-server 2.9 (no per-key TTL). */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -75,6 +76,37 @@ describe("rollout lease", () => {
     } finally {
       await successor.release();
       await crashed.release();
+    }
+  });
+
+  it("a lease whose holder was killed on this host is taken over at once, not after its ttl", async () => {
+    const dist = new URL("../../../dist/controller/rollout/index.js", import.meta.url).href;
+    const code = `
+      import { connect } from "@nats-io/transport-node";
+      import { Lease, RolloutStore } from ${JSON.stringify(dist)};
+      const nc = await connect({ servers: ${JSON.stringify(nats.url)} });
+      const store = await RolloutStore.open(nc, "killed");
+      await Lease.acquire(store.kv, { ttlMs: 600000, rolloutId: "r-killed" });
+      process.stdout.write("held\\n");
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", code], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout?.on("data", (d: Buffer) => d.toString().includes("held") && resolve());
+        child.once("exit", (c) => reject(new Error(`lease holder exited with ${c}`)));
+      });
+      const store = await RolloutStore.open(nc, "killed");
+      await assert.rejects(Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-new" }), /ELEASE_HELD|held by/);
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+      const lease = await Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-new" });
+      await lease.release();
+    } finally {
+      child.kill("SIGKILL");
     }
   });
 
