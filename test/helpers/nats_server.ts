@@ -26,8 +26,9 @@ export interface NatsServer {
   close(): Promise<void>;
 }
 
-export async function startNatsServer(): Promise<NatsServer> {
-  const port = await freePort();
+/** Starts a nats-server on `port` (default: a free one). */
+export async function startNatsServer(port?: number): Promise<NatsServer> {
+  port ??= await freePort();
   const storeDir = await mkdtemp(path.join(tmpdir(), "hotpatch-nats-"));
   let child: ChildProcess | null = null;
   const start = async () => {

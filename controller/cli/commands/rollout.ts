@@ -180,7 +180,8 @@ export function registerRollout(program: Command): void {
 
   common(
     rollout.command("resume").description("continue an interrupted or paused rollout").argument("<id>", "rollout id"),
-  ).action(async (id: string, opts: CommonOptions) => {
+  ).action(async (id: string, _opts: CommonOptions, cmd: Command) => {
+    const opts = cmd.optsWithGlobals<CommonOptions>();
     const out = createOutput(opts.json === true);
     const stop = interruptSignal();
     try {
@@ -207,7 +208,8 @@ export function registerRollout(program: Command): void {
             : "roll back everything a rollout patched, at once, without waiting out soaks",
         )
         .argument("<id>", "rollout id"),
-    ).action(async (id: string, opts: CommonOptions) => {
+    ).action(async (id: string, _opts: CommonOptions, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<CommonOptions>();
       const out = createOutput(opts.json === true);
       try {
         const printer = new RolloutPrinter(out);
@@ -229,7 +231,8 @@ export function registerRollout(program: Command): void {
   }
 
   common(rollout.command("status").description("show a rollout's state from KV").argument("<id>", "rollout id")).action(
-    async (id: string, opts: CommonOptions) => {
+    async (id: string, _opts: CommonOptions, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<CommonOptions>();
       const out = createOutput(opts.json === true);
       try {
         const { record, pairs } = await readRollout(natsServers(opts), requireCluster(opts), id);
@@ -255,17 +258,20 @@ export function registerRollout(program: Command): void {
     },
   );
 
-  common(rollout.command("list").description("list the cluster's rollouts")).action(async (opts: CommonOptions) => {
-    const out = createOutput(opts.json === true);
-    try {
-      const ids = await listRollouts(natsServers(opts), requireCluster(opts));
-      for (const id of ids) {
-        out.line(id);
-        out.record({ id });
+  common(rollout.command("list").description("list the cluster's rollouts")).action(
+    async (_opts: CommonOptions, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<CommonOptions>();
+      const out = createOutput(opts.json === true);
+      try {
+        const ids = await listRollouts(natsServers(opts), requireCluster(opts));
+        for (const id of ids) {
+          out.line(id);
+          out.record({ id });
+        }
+        process.exitCode = ExitCode.Ok;
+      } catch (err) {
+        process.exitCode = out.fail(err, errorExitCode(err));
       }
-      process.exitCode = ExitCode.Ok;
-    } catch (err) {
-      process.exitCode = out.fail(err, errorExitCode(err));
-    }
-  });
+    },
+  );
 }
