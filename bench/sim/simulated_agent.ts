@@ -120,7 +120,7 @@ export async function startSimulatedAgent(o: SimulatedAgentOptions): Promise<Sim
       timestampMs: Date.now(),
       intervalMs: o.intervalMs,
       runId,
-      services: [{ name: "svc", healthy: true, pid, startTime: 1234, probes: [] }],
+      services: [{ name: "svc", healthy: true, pid, startTime: 1234, probes: [], checkedAtMs: Date.now() }],
       patches: [...active].map((patchId) => ({ pid, patchId, state: PatchState.PATCH_STATE_ACTIVE })),
       grpcAddress: address,
     });

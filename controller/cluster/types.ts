@@ -13,6 +13,8 @@ export interface ServiceView {
   pid: number;
   /** Start time of that process (clock ticks since boot); a change means a restart. */
   startTime: number;
+  /** When the agent took these results (its clock, ms since epoch); 0 when it does not say. */
+  checkedAtMs: number;
   /** Names of the probes that failed, with their messages. */
   failedProbes: { name: string; message: string }[];
 }

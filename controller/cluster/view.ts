@@ -47,6 +47,7 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
     healthy: s.healthy,
     pid: s.pid,
     startTime: s.startTime,
+    checkedAtMs: s.checkedAtMs,
     failedProbes: s.probes.filter((p) => !p.ok).map((p) => ({ name: p.name, message: p.message })),
   }));
   const patches: PatchView[] = hb.patches.map((p) => ({

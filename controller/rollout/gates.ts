@@ -82,16 +82,20 @@ export function evaluateGates(gates: Gates, input: GateInput): GateResult[] {
     const g = gates.probes;
     if (stale || !view) push("probes", g.mode, false, staleValue);
     else {
+      // Results older than the gap allowance (by the agent's own clock) are a repeat of the last known
+      // health, not a fresh check: they do not pass.
+      const maxAge = (gates.heartbeatGap?.intervals ?? 3) * Math.max(1, view.intervalMs);
+      const old = view.services.filter((s) => s.checkedAtMs > 0 && view.sentAtMs - s.checkedAtMs > maxAge);
       const failing = view.services.filter((s) => !s.healthy);
+      const problems = [
+        ...failing.map((s) => `${s.name} unhealthy${s.failedProbes.map((p) => ` (${p.name}: ${p.message})`).join("")}`),
+        ...old.map((s) => `${s.name} last probed ${view.sentAtMs - s.checkedAtMs}ms before the heartbeat`),
+      ];
       push(
         "probes",
         g.mode,
-        failing.length === 0,
-        failing.length === 0
-          ? `${view.services.length} service(s) healthy`
-          : failing
-              .map((s) => `${s.name} unhealthy${s.failedProbes.map((p) => ` (${p.name}: ${p.message})`).join("")}`)
-              .join(", "),
+        problems.length === 0,
+        problems.length === 0 ? `${view.services.length} service(s) healthy` : problems.join(", "),
       );
     }
   }

@@ -11,7 +11,15 @@ export interface BeatSpec {
   sequence: number;
   intervalMs?: number;
   runId?: string;
-  services?: { name: string; healthy: boolean; pid: number; startTime: number; failedProbe?: string }[];
+  services?: {
+    name: string;
+    healthy: boolean;
+    pid: number;
+    startTime: number;
+    failedProbe?: string;
+    /** When the probes ran (default: now). */
+    checkedAtMs?: number;
+  }[];
   patches?: { pid: number; patchId: string; state: "active" | "loaded" | "inactive" }[];
   metrics?: Record<string, number>;
 }
@@ -40,6 +48,7 @@ export async function publishBeat(nc: NatsConnection, b: BeatSpec): Promise<void
       healthy: s.healthy,
       pid: s.pid,
       startTime: s.startTime,
+      checkedAtMs: s.checkedAtMs ?? Date.now(),
       probes: s.failedProbe ? [{ name: s.failedProbe, ok: false, latencyMs: 1, message: "connection refused" }] : [],
     })),
     patches: (b.patches ?? []).map((p) => ({ pid: p.pid, patchId: p.patchId, state: STATES[p.state] })),

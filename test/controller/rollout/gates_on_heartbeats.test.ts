@@ -139,6 +139,21 @@ describe("gates on heartbeats", () => {
     assert.match(bad?.value ?? "", /smsc unhealthy \(tcp: connection refused\)/);
   });
 
+  it("health the agent last probed long before its heartbeat (probing stuck) fails the probes gate", async () => {
+    const since = Date.now() - 1;
+    await publishBeat(nc, {
+      pair: "p1",
+      node: "n-stuck",
+      sequence: 1,
+      patches: PATCHED,
+      services: [{ name: "smsc", healthy: true, pid: 100, startTime: 5000, checkedAtMs: Date.now() - 5000 }],
+    });
+    await until(() => view.node("p1", "n-stuck") !== undefined);
+    const bad = firstEnforcedFailure(evalNode("n-stuck", since));
+    assert.equal(bad?.gate, "probes");
+    assert.match(bad?.value ?? "", /smsc last probed \d+ms before the heartbeat/);
+  });
+
   it("a patch reported loaded but not active fails patchActive", async () => {
     const since = Date.now() - 1;
     await publishBeat(nc, {
