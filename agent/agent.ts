@@ -115,6 +115,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     // Probes and load run on their own loop; heartbeats publish the latest results without waiting.
     const watches = config.services.map((s) => new ServiceWatch(s, ids));
     let health: ServiceHealthNow[] = [];
+    // Announced in heartbeats once the gRPC server listens, so controllers can find this agent.
+    let grpcAddress = "";
     let load = { load1: 0, memoryUsed: 0 };
     let probing = true;
     const probeLoop = async () => {
@@ -161,7 +163,9 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
             pid: h.pid,
             startTime: h.startTime,
             probes: h.probes,
+            checkedAtMs: h.checkedAtMs,
           })),
+          grpcAddress,
           patches: service.patchStates(),
           load,
           metrics: {},
@@ -216,6 +220,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.maxBundleBytes,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
+    grpcAddress = `${config.grpc.listen.replace(/:\d+$/, "")}:${port}`;
     log.info({ grpcPort: port, metricsPort, role: role.role, runId }, "agent started");
     return { grpcPort: port, metricsPort, service, role, stop };
   } catch (err) {

@@ -19,6 +19,8 @@ export interface ServiceHealthNow {
   startTime: number;
   /** Each check: the process check first, then the configured probes. */
   probes: ProbeOutcome[];
+  /** When the checks finished, ms since the Unix epoch. */
+  checkedAtMs: number;
 }
 
 export class ServiceWatch {
@@ -63,6 +65,7 @@ export class ServiceWatch {
     return {
       name: this.svc.name,
       healthy: all.every((p) => p.ok),
+      checkedAtMs: Date.now(),
       pid: this.main?.pid ?? 0,
       startTime: this.main?.startTime ?? 0,
       probes: all,

@@ -3,11 +3,13 @@ import { Command, CommanderError } from "commander";
 import { registerAgent } from "./commands/agent.js";
 import { registerApply } from "./commands/apply.js";
 import { registerBuild } from "./commands/build.js";
+import { registerCluster } from "./commands/cluster.js";
 import { registerElf } from "./commands/elf.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerKeygen } from "./commands/keygen.js";
 import { registerPs } from "./commands/ps.js";
 import { registerRevert } from "./commands/revert.js";
+import { registerRollout } from "./commands/rollout.js";
 import { ExitCode } from "./exit_codes.js";
 import { version } from "./version.js";
 
@@ -33,6 +35,8 @@ export function buildProgram(): Command {
   registerBuild(program);
   registerInspect(program);
   registerKeygen(program);
+  registerRollout(program);
+  registerCluster(program);
   return program;
 }
 

@@ -9,8 +9,12 @@ export interface Output {
   line(text: string): void;
   /** Writes one JSON value on one line to stdout (only in JSON mode). */
   record(value: unknown): void;
-  /** Reports an error on stderr (as JSON in JSON mode) and returns the exit code to use. */
-  fail(err: unknown): ExitCode;
+  /** True when stdout is a terminal and output is human: live views redraw in place. */
+  live: boolean;
+  /** Replaces the block of lines drawn last by `lines` (live mode only; plain mode ignores it). */
+  redraw(lines: string[]): void;
+  /** Reports an error on stderr (as JSON in JSON mode) and returns the exit code to use (or `exitCode`). */
+  fail(err: unknown, exitCode?: ExitCode): ExitCode;
 }
 
 // bigint addresses print as hex strings in JSON, which is also how operators read them.
@@ -23,21 +27,34 @@ export function toJson(value: unknown): string {
 }
 
 export function createOutput(json: boolean, stdout = process.stdout, stderr = process.stderr): Output {
+  const live = !json && (stdout as { isTTY?: boolean }).isTTY === true;
+  let drawn = 0;
   return {
     json,
+    live,
     line(text) {
-      if (!json) stdout.write(`${text}\n`);
+      if (json) return;
+      // A plain line goes above a live block: clear the block, write, and let the next redraw repaint.
+      if (drawn > 0) stdout.write(`\x1b[${drawn}F\x1b[J`);
+      drawn = 0;
+      stdout.write(`${text}\n`);
+    },
+    redraw(lines) {
+      if (!live) return;
+      stdout.write(`${drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""}${lines.map((l) => `${l}\n`).join("")}`);
+      drawn = lines.length;
     },
     record(value) {
       if (json) stdout.write(`${toJson(value)}\n`);
     },
-    fail(err) {
+    fail(err, exitCode) {
       // Every hotpatch error class carries a stable string code; anything else is our own bug.
       const raw = (err as { code?: unknown } | null)?.code;
       const code = typeof raw === "string" && /^E[A-Z0-9_]+$/.test(raw) ? raw : "EINTERNAL";
       const message = err instanceof Error ? err.message : String(err);
       if (json) stderr.write(`${toJson({ error: { code, message } })}\n`);
       else stderr.write(`hotpatch: error [${code}]: ${message}\n`);
+      if (exitCode !== undefined) return exitCode;
       return code === "EINTERNAL" ? ExitCode.Internal : ExitCode.Failed;
     },
   };

@@ -40,6 +40,11 @@ export interface Heartbeat {
     | undefined;
   /** Service metrics the agent collected (name to value), for rollout gates. */
   metrics: { [key: string]: number };
+  /**
+   * host:port where this agent's gRPC AgentService listens, as controllers should dial it ("" when
+   * not announced; controllers then need the address in their rollout plan).
+   */
+  grpcAddress: string;
 }
 
 export interface Heartbeat_MetricsEntry {
@@ -59,6 +64,11 @@ export interface ServiceHealth {
   startTime: number;
   /** Results of the individual probes. */
   probes: ProbeResult[];
+  /**
+   * When these results were taken, ms since the Unix epoch by the agent's clock (0: not reported).
+   * Lets a reader tell fresh health from the last known one repeated while probing is stuck.
+   */
+  checkedAtMs: number;
 }
 
 /** Result of one probe. */
@@ -95,6 +105,7 @@ function createBaseHeartbeat(): Heartbeat {
     patches: [],
     load: undefined,
     metrics: {},
+    grpcAddress: "",
   };
 }
 
@@ -136,6 +147,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, number]) => {
       Heartbeat_MetricsEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
     });
+    if (message.grpcAddress !== "") {
+      writer.uint32(106).string(message.grpcAddress);
+    }
     return writer;
   },
 
@@ -251,6 +265,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             }
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.grpcAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -306,6 +328,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
           {},
         )
         : {},
+      grpcAddress: isSet(object.grpcAddress)
+        ? globalThis.String(object.grpcAddress)
+        : isSet(object.grpc_address)
+        ? globalThis.String(object.grpc_address)
+        : "",
     };
   },
 
@@ -353,6 +380,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         });
       }
     }
+    if (message.grpcAddress !== "") {
+      obj.grpcAddress = message.grpcAddress;
+    }
     return obj;
   },
 
@@ -381,6 +411,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       },
       {},
     );
+    message.grpcAddress = object.grpcAddress ?? "";
     return message;
   },
 };
@@ -471,7 +502,7 @@ export const Heartbeat_MetricsEntry: MessageFns<Heartbeat_MetricsEntry> = {
 };
 
 function createBaseServiceHealth(): ServiceHealth {
-  return { name: "", healthy: false, pid: 0, startTime: 0, probes: [] };
+  return { name: "", healthy: false, pid: 0, startTime: 0, probes: [], checkedAtMs: 0 };
 }
 
 export const ServiceHealth: MessageFns<ServiceHealth> = {
@@ -490,6 +521,9 @@ export const ServiceHealth: MessageFns<ServiceHealth> = {
     }
     for (const v of message.probes) {
       ProbeResult.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.checkedAtMs !== 0) {
+      writer.uint32(48).uint64(message.checkedAtMs);
     }
     return writer;
   },
@@ -547,6 +581,14 @@ export const ServiceHealth: MessageFns<ServiceHealth> = {
             message.probes.push(ProbeResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.checkedAtMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -570,6 +612,11 @@ export const ServiceHealth: MessageFns<ServiceHealth> = {
         ? globalThis.Number(object.start_time)
         : 0,
       probes: globalThis.Array.isArray(object?.probes) ? object.probes.map((e: any) => ProbeResult.fromJSON(e)) : [],
+      checkedAtMs: isSet(object.checkedAtMs)
+        ? globalThis.Number(object.checkedAtMs)
+        : isSet(object.checked_at_ms)
+        ? globalThis.Number(object.checked_at_ms)
+        : 0,
     };
   },
 
@@ -590,6 +637,9 @@ export const ServiceHealth: MessageFns<ServiceHealth> = {
     if (message.probes?.length) {
       obj.probes = message.probes.map((e) => ProbeResult.toJSON(e));
     }
+    if (message.checkedAtMs !== 0) {
+      obj.checkedAtMs = Math.round(message.checkedAtMs);
+    }
     return obj;
   },
 
@@ -603,6 +653,7 @@ export const ServiceHealth: MessageFns<ServiceHealth> = {
     message.pid = object.pid ?? 0;
     message.startTime = object.startTime ?? 0;
     message.probes = object.probes?.map((e) => ProbeResult.fromPartial(e)) || [];
+    message.checkedAtMs = object.checkedAtMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,26 @@
+/** Public face of rollouts: plans, the engine, state in KV, and the runner the CLI uses. */
+export { type AgentApi, AgentPool } from "./agents.js";
+export { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
+export { formatDuration, parseDuration } from "./duration.js";
+export { type EngineDeps, RolloutEngine, type RolloutOutcome } from "./engine.js";
+export { PlanError, type PlanIssue, RolloutError, type RolloutErrorCode } from "./errors.js";
+export { type EventBase, type RolloutEvent, type RolloutEventBody, rolloutSubject } from "./events.js";
+export { baselineOf, evaluateGates, firstEnforcedFailure, type GateInput } from "./gates.js";
+export { Lease, type LeaseOptions, type LeaseValue } from "./lease.js";
+export { loadPlan, parsePlan, validatePlan } from "./plan.js";
+export type * from "./plan_types.js";
+export {
+  actorName,
+  type Discovery,
+  discoverPairs,
+  listRollouts,
+  type RunOptions,
+  type RunResult,
+  readRollout,
+  requestStop,
+  resumeRollout,
+  startRollout,
+} from "./runner.js";
+export type * from "./state_types.js";
+export { describeStep, type PairStep, pairSteps, planStages, type Stage } from "./steps.js";
+export { bucketName, type LoadedRollout, newRolloutId, RolloutStore } from "./store.js";
