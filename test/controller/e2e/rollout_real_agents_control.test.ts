@@ -1,0 +1,215 @@
+/**
+ * End to end: `hotpatch rollout` against real agents (`hotpatch agent`, the native engine) patching
+ * real target processes, over a real nats-server. Order is read from the agents' audit logs, the
+ * effect from the targets' own output.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { RolloutStore } from "../../../controller/rollout/index.js";
+import { readElf } from "../../../native/index.js";
+import { Role } from "../../../proto/index.js";
+import { agentClient, call, makeBundle, tempDir } from "../../helpers/agent_harness.js";
+import { hotpatch, hotpatchBin, jsonLines } from "../../helpers/cli.js";
+import { compileFixture } from "../../helpers/fixtures.js";
+import { until } from "../../helpers/heartbeats.js";
+import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
+import { type RealNode, startRealNode } from "./real_cluster.js";
+
+interface RunningCli {
+  child: ChildProcess;
+  events: () => Record<string, unknown>[];
+  exit: Promise<number | null>;
+  stderr: () => string;
+}
+
+function startCli(args: string[]): RunningCli {
+  const child = spawn(process.execPath, [hotpatchBin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exit = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+  return {
+    child,
+    exit,
+    stderr: () => err,
+    events: () => jsonLines(out.split("\n").slice(0, -1).join("\n")),
+  };
+}
+
+describe("rollout control against real agents", { timeout: 300_000 }, () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let target: string;
+  let goodBundle: string;
+  let badBundle: string;
+  let nodes: RealNode[] = [];
+  let cluster = "";
+  let n = 0;
+
+  before(async () => {
+    tmp = await tempDir("hotpatch-e2e-");
+    nats = await startNatsServer();
+    nc = await connect({ servers: nats.url });
+    target = await compileFixture("c/patch_target.c", ["-O2", "-g", "-fPIE", "-pie", "-pthread"]);
+    const buildId = (await readElf(target)).buildId ?? "";
+    const good = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
+    const bad = await compileFixture("c/patch_compute_crash.c", ["-O2", "-shared", "-fPIC"]);
+    const fns = [{ symbol: "compute", replacement: "compute_v2" }];
+    await makeBundle(tmp.dir, "fix-good", { path: target, buildId }, good, fns);
+    await makeBundle(tmp.dir, "fix-bad", { path: target, buildId }, bad, fns);
+    goodBundle = path.join(tmp.dir, "fix-good.tar");
+    badBundle = path.join(tmp.dir, "fix-bad.tar");
+  });
+  after(async () => {
+    for (const x of nodes) await x.stop();
+    await nc?.close();
+    await nats?.close();
+    await tmp?.cleanup();
+  });
+  afterEach(async () => {
+    for (const x of nodes) await x.stop();
+    nodes = [];
+  });
+
+  /** Two pairs: p1 (a active, b standby), p2 (a standby, b active). */
+  async function startCluster(): Promise<void> {
+    cluster = `e2e${++n}`;
+    for (const [pair, node, role] of [
+      ["p1", "p1-a", "active"],
+      ["p1", "p1-b", "standby"],
+      ["p2", "p2-a", "standby"],
+      ["p2", "p2-b", "active"],
+    ] as const) {
+      nodes.push(await startRealNode({ dir: tmp.dir, cluster, pair, node, role, natsUrl: nats.url, target }));
+    }
+  }
+
+  async function writePlan(bundle: string, extra = ""): Promise<string> {
+    const file = path.join(tmp.dir, `${cluster}.yaml`);
+    const addresses = nodes.map((x) => `${x.node}: "127.0.0.1:${x.grpcPort}"`).join(", ");
+    await writeFile(
+      file,
+      `cluster: ${cluster}
+nats: {servers: ["${nats.url}"]}
+bundle: ${bundle}
+target: {exePath: ${target}}
+canary: {pairs: [p1], soak: 1s}
+waves: {size: 1, maxParallel: 1, soak: 500ms}
+progressDeadline: 60s
+discovery: 1s
+gates: {heartbeatGap: {intervals: 10}}
+agents: {insecure: true, callTimeout: 20s, nodes: {${addresses}}}
+${extra}`,
+    );
+    return file;
+  }
+
+  const node = (name: string) => nodes.find((x) => x.node === name) as RealNode;
+  const applyTimes = async (name: string) =>
+    (await node(name).audit()).filter((r) => r.action === "apply" && r.result === "ok").map((r) => Date.parse(r.time));
+
+  it("order switchover: patches the standby, swaps roles through the agents, then patches the old active", async () => {
+    await startCluster();
+    const plan = await writePlan(goodBundle, "order: switchover\npairs: [p1]\n");
+    const r = await hotpatch(["rollout", "--plan", plan, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const b = await node("p1-b").audit();
+    const a = await node("p1-a").audit();
+    const t = (recs: typeof a, action: string) =>
+      Date.parse(recs.find((x) => x.action === action && x.result === "ok")?.time ?? "");
+    assert.ok(t(b, "apply") < t(a, "switchover"), "standby patched before the swap");
+    assert.ok(t(a, "switchover") <= t(b, "switchover"), "old active demoted before the standby is promoted");
+    assert.ok(t(b, "switchover") < t(a, "apply"), "old active patched after the swap");
+    const s = await hotpatch([
+      "cluster",
+      "status",
+      "--cluster",
+      cluster,
+      "--nats",
+      nats.url,
+      "--json",
+      "--wait",
+      "500",
+    ]);
+    const roles = Object.fromEntries(
+      (jsonLines(s.stdout)[0] as { nodes: { node: string; role: string }[] }).nodes.map((x) => [x.node, x.role]),
+    );
+    assert.deepEqual([roles["p1-a"], roles["p1-b"]], ["standby", "active"]);
+  });
+
+  it("roles that change mid-soak are re-read: the unpatched node is patched next, never the patched one twice", async () => {
+    await startCluster();
+    const plan = await writePlan(goodBundle, "pairs: [p1]\n");
+    const file = plan.replace(".yaml", "-roles.yaml");
+    await writeFile(file, (await readFile(plan, "utf8")).replace("soak: 1s", "soak: 4s"));
+    const cli = startCli(["rollout", "--plan", file, "--json"]);
+    await until(() => cli.events().some((e) => e.type === "step.started" && e.step === "soak"), 30_000, "soak");
+    // An HA failover while the patched standby soaks: p1-b becomes active, p1-a standby.
+    for (const [name, role] of [
+      ["p1-a", Role.ROLE_STANDBY],
+      ["p1-b", Role.ROLE_ACTIVE],
+    ] as const) {
+      const c = agentClient(node(name).grpcPort);
+      await call(c, c.switchover, { targetRole: role, requestedBy: "ha-drill" });
+      c.close();
+    }
+    assert.equal(await cli.exit, 0, cli.stderr());
+    const changed = cli.events().find((e) => e.type === "roles.changed") as { now: { active: string } } | undefined;
+    assert.equal(changed?.now.active, "p1-b");
+    for (const name of ["p1-a", "p1-b"]) assert.equal((await applyTimes(name)).length, 1, name);
+  });
+
+  it("abort during a soak rolls back at once; the controller exits 4", async () => {
+    await startCluster();
+    const plan = await writePlan(goodBundle);
+    const file = plan.replace(".yaml", "-abort.yaml");
+    await writeFile(
+      file,
+      (await readFile(plan, "utf8")).replace("soak: 1s", "soak: 60s").replace("60s\ndiscovery", "120s\ndiscovery"),
+    );
+    const cli = startCli(["rollout", "--plan", file, "--json", "--id", `abort-${cluster}`]);
+    await until(() => cli.events().some((e) => e.type === "step.started" && e.step === "soak"), 30_000, "soak");
+    const started = Date.now();
+    const r = await hotpatch(["rollout", "abort", `abort-${cluster}`, "--cluster", cluster, "--nats", nats.url]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await cli.exit, 4, cli.stderr());
+    assert.ok(Date.now() - started < 30_000, "did not wait out the 60 s soak");
+    assert.equal((await node("p1-b").audit()).filter((x) => x.action === "revert" && x.result === "ok").length, 1);
+    assert.deepEqual(await applyTimes("p1-a"), []);
+    const aborted = cli.events().find((e) => e.type === "rollout.aborted") as { reason: string; rolledBack: string[] };
+    assert.deepEqual([aborted.reason, aborted.rolledBack], ["requested", ["p1/p1-b"]]);
+  });
+
+  it("a rollout that makes no progress before its deadline aborts itself and rolls back (exit 4)", async () => {
+    await startCluster();
+    const plan = await writePlan(goodBundle);
+    const file = plan.replace(".yaml", "-deadline.yaml");
+    await writeFile(
+      file,
+      (await readFile(plan, "utf8"))
+        .replace("progressDeadline: 60s", "progressDeadline: 3s")
+        .replace("callTimeout: 20s", "callTimeout: 60s"),
+    );
+    const cli = startCli(["rollout", "--plan", file, "--json"]);
+    try {
+      await until(() => cli.events().some((e) => e.type === "step.started" && e.step === "soak"), 30_000, "soak");
+      node("p1-a").freeze(); // the active's agent hangs: reading roles before patching it never returns
+      assert.equal(await cli.exit, 4, cli.stderr());
+    } finally {
+      node("p1-a").thaw();
+    }
+    const aborted = cli.events().find((e) => e.type === "rollout.aborted") as { reason: string; rolledBack: string[] };
+    assert.deepEqual([aborted.reason, aborted.rolledBack], ["deadline", ["p1/p1-b"]]);
+    assert.deepEqual(await applyTimes("p1-a"), []);
+  });
+});
