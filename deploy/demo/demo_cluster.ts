@@ -199,7 +199,7 @@ export function runHotpatch(
     child.stdout?.on("data", (d: Buffer) => {
       stdout += d.toString();
     });
-    child.once("error", reject);
+    child.once("error", (err) => (err.name === "AbortError" ? resolve({ code: 130, stdout }) : reject(err)));
     child.once("exit", (code, sig) => resolve({ code: code ?? (sig ? 128 : 1), stdout }));
   });
 }

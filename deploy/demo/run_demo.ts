@@ -40,14 +40,14 @@ async function main(): Promise<number> {
   const loads: LoadgenRun[] = [];
   let nats: DemoNats | undefined;
   let cleaning: Promise<void> | undefined;
+  const running = new AbortController(); // ends any hotpatch command still running
   const cleanup = () => {
     cleaning ??= (async () => {
-      for (const l of loads) {
-        l.stop();
-        await l.done;
-      }
+      running.abort();
+      for (const l of loads) l.stop();
       await Promise.all(nodes.map((n) => n.stop().catch(() => undefined)));
       await nats?.stop().catch(() => undefined);
+      await Promise.race([Promise.all(loads.map((l) => l.done)), new Promise((r) => setTimeout(r, 3000))]);
       if (!keep) await rm(dir, { recursive: true, force: true });
     })();
     return cleaning;
@@ -123,7 +123,7 @@ async function main(): Promise<number> {
         "--out",
         bundle,
       ],
-      { show: !json },
+      { show: !json, signal: running.signal },
     );
     if (built.code !== 0) throw new Error("hotpatch build failed");
 
@@ -151,7 +151,10 @@ async function main(): Promise<number> {
         "",
       ].join("\n"),
     );
-    const rollout = await runHotpatch(["rollout", "--plan", plan, ...(json ? ["--json"] : [])], { show: !json });
+    const rollout = await runHotpatch(["rollout", "--plan", plan, ...(json ? ["--json"] : [])], {
+      show: !json,
+      signal: running.signal,
+    });
     const mid = loads.map((l) => l.snapshot());
 
     say("switchover drill on p1: the standby (already patched) takes over, the old active steps down");
@@ -172,7 +175,9 @@ async function main(): Promise<number> {
 
     for (const l of loads) l.stop();
     const after = await Promise.all(loads.map((l) => l.done));
-    const status = await runHotpatch(["cluster", "status", "--cluster", CLUSTER, "--nats", natsUrl, "--json"]);
+    const status = await runHotpatch(["cluster", "status", "--cluster", CLUSTER, "--nats", natsUrl, "--json"], {
+      signal: running.signal,
+    });
 
     const failed = after.reduce((n, s) => n + s.failed, 0);
     const wrongAfter = after.reduce((n, s, i) => n + s.wrong - (mid[i]?.wrong ?? 0), 0);
