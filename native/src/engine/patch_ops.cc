@@ -300,6 +300,22 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
   });
 }
 
+// Once no thread is in the way, writes every function's jump (to kActive) or original bytes (to
+// kInactive), and records the new state in the target's descriptor.
+std::optional<Conflict> SwitchJumps(StoppedProcess& stopped, std::vector<Mapping>& maps,
+                                    const std::vector<GuardedRange>& ranges, uint64_t stub, Descriptor& desc,
+                                    DescPatch& rec, PatchState to, OpResult& result) {
+  if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
+  for (uint32_t i = 0; i < rec.function_count; ++i) {
+    const DescFunction& f = rec.functions[i];
+    stopped.memory().Write(f.address + f.keep, to == PatchState::kActive ? f.jump : f.original, f.length);
+  }
+  rec.state = static_cast<uint32_t>(to);
+  WriteDescriptor(stopped, stub, maps, desc);
+  result.record = rec;
+  return std::nullopt;
+}
+
 }  // namespace
 
 OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
@@ -453,15 +469,7 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
                                                "on it?); unload and apply this patch again");
       }
     }
-    if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
-    for (uint32_t i = 0; i < rec.function_count; ++i) {
-      const DescFunction& f = rec.functions[i];
-      stopped.memory().Write(f.address + f.keep, f.jump, f.length);
-    }
-    rec.state = static_cast<uint32_t>(PatchState::kActive);
-    WriteDescriptor(stopped, stub, maps, desc);
-    result.record = rec;
-    return std::nullopt;
+    return SwitchJumps(stopped, maps, ranges, stub, desc, rec, PatchState::kActive, result);
   });
 }
 
@@ -499,15 +507,7 @@ OpResult DeactivatePatch(pid_t pid, const std::string& id, const OpOptions& opts
       throw EngineError("ECODE_CHANGED", "the jump of patch '" + id + "' at " + Hex(f.address) + " (" +
                                              Str(f.symbol, sizeof f.symbol) + ") was overwritten by someone else; not restoring");
     }
-    if (auto conflict = FindConflict(stopped, maps, ranges)) return conflict;
-    for (uint32_t i = 0; i < rec.function_count; ++i) {
-      const DescFunction& f = rec.functions[i];
-      stopped.memory().Write(f.address + f.keep, f.original, f.length);
-    }
-    rec.state = static_cast<uint32_t>(PatchState::kInactive);
-    WriteDescriptor(stopped, stub, maps, desc);
-    result.record = rec;
-    return std::nullopt;
+    return SwitchJumps(stopped, maps, ranges, stub, desc, rec, PatchState::kInactive, result);
   });
 }
 
