@@ -13,9 +13,7 @@ import {
   deactivatePatch,
   EngineError,
   listPatches,
-  loadPatch,
   revertPatch,
-  unloadPatch,
 } from "../../native/index.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 

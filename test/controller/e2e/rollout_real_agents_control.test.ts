@@ -9,7 +9,6 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { RolloutStore } from "../../../controller/rollout/index.js";
 import { readElf } from "../../../native/index.js";
 import { Role } from "../../../proto/index.js";
 import { agentClient, call, makeBundle, tempDir } from "../../helpers/agent_harness.js";
@@ -51,7 +50,6 @@ describe("rollout control against real agents", { timeout: 300_000 }, () => {
   let nc: NatsConnection;
   let target: string;
   let goodBundle: string;
-  let badBundle: string;
   let nodes: RealNode[] = [];
   let cluster = "";
   let n = 0;
@@ -63,12 +61,9 @@ describe("rollout control against real agents", { timeout: 300_000 }, () => {
     target = await compileFixture("c/patch_target.c", ["-O2", "-g", "-fPIE", "-pie", "-pthread"]);
     const buildId = (await readElf(target)).buildId ?? "";
     const good = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
-    const bad = await compileFixture("c/patch_compute_crash.c", ["-O2", "-shared", "-fPIC"]);
     const fns = [{ symbol: "compute", replacement: "compute_v2" }];
     await makeBundle(tmp.dir, "fix-good", { path: target, buildId }, good, fns);
-    await makeBundle(tmp.dir, "fix-bad", { path: target, buildId }, bad, fns);
     goodBundle = path.join(tmp.dir, "fix-good.tar");
-    badBundle = path.join(tmp.dir, "fix-bad.tar");
   });
   after(async () => {
     for (const x of nodes) await x.stop();
