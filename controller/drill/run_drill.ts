@@ -71,9 +71,13 @@ async function discover(view: ClusterView, pair: string, discoveryMs: number, si
 /** Runs a drill; rejects with a DrillError (or the cluster's ENATS_CONNECT) when it cannot be run or fails. */
 export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
   checkOptions(opts);
-  const signal = opts.signal
-    ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs)])
-    : AbortSignal.timeout(opts.timeoutMs);
+  // `finished` ends the waits still pending when the drill stops early (a failed agent call).
+  const finished = new AbortController();
+  const signal = AbortSignal.any([
+    ...(opts.signal ? [opts.signal] : []),
+    AbortSignal.timeout(opts.timeoutMs),
+    finished.signal,
+  ]);
   const emit = (e: DrillEvent) => opts.onEvent?.(e);
   const nc = await connectNats(opts.natsServers, `hotpatch drill ${opts.cluster}/${opts.pair}`);
   const view = ClusterView.watch(nc, opts.cluster);
@@ -88,6 +92,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
     const d = new Drill(opts, view, obs, pool, signal, emit, start.active, start.standby, start.intervalMs);
     return opts.kind === "switchover" ? await d.switchover() : await d.failover(opts.kill ?? "agent");
   } finally {
+    finished.abort(new Error("drill finished"));
     obs.close();
     view.close();
     pool.close();
