@@ -114,8 +114,10 @@ describe("drills on a managed pair", () => {
     await waitFor("a's service to answer as active", async () =>
       (await p.health(a)).startsWith("OK active") ? true : undefined,
     );
-    // Nothing demotes the killed agent's service (its restarted agent starts as standby without running the demote hook).
-    process.stdout.write(`# after the agent failover, ${b}'s service answers: ${await p.health(b)}\n`);
+    // The killed agent left its service active; the restarted agent, without the lease, demoted it.
+    await waitFor("b's service to be demoted by its restarted agent", async () =>
+      (await p.health(b)).startsWith("OK standby") ? true : undefined,
+    );
     process.stdout.write(`# failover (agent): detection ${r.detectionMs} ms, takeover ${r.takeoverMs} ms\n`);
   });
 
