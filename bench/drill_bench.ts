@@ -3,9 +3,12 @@
  * services) with 250 ms heartbeats: a few switchovers, failovers killing the active's agent, and
  * failovers killing the active's service, each restored before the next. Prints p50/max of
  * detection and takeover next to the heartbeat interval (the baseline) and the lease ttl (what an
- * agent failover's takeover waits for). Target: failover detection ≤ 1 s with 250 ms heartbeats.
+ * agent failover's takeover waits for). A load generator (a failover client of the pair, 200
+ * requests/s) runs through each drill and counts the requests no node served.
+ * Target: failover detection ≤ 1 s with 250 ms heartbeats.
  */
 import { type DrillOptions, type DrillResult, runDrill } from "../controller/drill/index.js";
+import { type LoadgenSummary, startLoadgen } from "../deploy/demo/index.js";
 import { startTestPair } from "../test/helpers/pair_harness.js";
 import { printTable, quantile } from "./stats.js";
 
@@ -15,6 +18,25 @@ const RUNS = 3;
 
 const pair = await startTestPair({ intervalMs: INTERVAL_MS, leaseTtlMs: LEASE_TTL_MS });
 const results: Record<string, DrillResult[]> = { switchover: [], "failover agent": [], "failover service": [] };
+const load: Record<string, LoadgenSummary[]> = { switchover: [], "failover agent": [], "failover service": [] };
+
+/** Runs `drill` while a failover client of the pair sends requests; keeps both results under `what`. */
+async function withLoad(what: string, drill: () => Promise<DrillResult>): Promise<void> {
+  const gen = startLoadgen({
+    endpoints: pair.nodes.map((n) => ({ host: "127.0.0.1", port: pair.servicePort(n) })),
+    strategy: "failover",
+    concurrency: 2,
+    ratePerSec: 200,
+    durationMs: 3_600_000,
+    timeoutMs: 500,
+  });
+  try {
+    results[what]?.push(await drill());
+  } finally {
+    gen.stop();
+    load[what]?.push(await gen.done);
+  }
+}
 let failed = false;
 try {
   const base: Omit<DrillOptions, "kind"> = {
@@ -26,12 +48,12 @@ try {
     discoveryMs: 5000,
   };
   for (let i = 0; i < RUNS; i++) {
-    results.switchover?.push(await runDrill({ ...base, kind: "switchover" }));
-    results["failover agent"]?.push(
-      await runDrill({ ...base, kind: "failover", kill: "agent", restore: (n) => pair.startAgent(n.node) }),
+    await withLoad("switchover", () => runDrill({ ...base, kind: "switchover" }));
+    await withLoad("failover agent", () =>
+      runDrill({ ...base, kind: "failover", kill: "agent", restore: (n) => pair.startAgent(n.node) }),
     );
-    results["failover service"]?.push(
-      await runDrill({ ...base, kind: "failover", kill: "service", restore: (n) => pair.startService(n.node) }),
+    await withLoad("failover service", () =>
+      runDrill({ ...base, kind: "failover", kill: "service", restore: (n) => pair.startService(n.node) }),
     );
   }
 } catch (err) {
@@ -41,6 +63,7 @@ try {
   await pair.close();
 }
 
+const sum = <T>(xs: T[] | undefined, f: (x: T) => number) => (xs ?? []).reduce((a, x) => a + f(x), 0);
 const rows = Object.entries(results).map(([what, rs]) => {
   const det = rs.map((r) => r.detectionMs);
   const take = rs.map((r) => r.takeoverMs);
@@ -54,6 +77,7 @@ const rows = Object.entries(results).map(([what, rs]) => {
     `${(quantile(det, 0.5) / INTERVAL_MS).toFixed(2)}×`,
     rs.some((r) => r.bothActiveSeen) ? "YES" : "no",
     rs.every((r) => r.healthyAfter) ? "yes" : "NO",
+    `${sum(load[what], (l) => l.failed + l.standby)}/${sum(load[what], (l) => l.requests)}`,
   ];
 });
 process.stdout.write(`heartbeat interval ${INTERVAL_MS} ms (baseline), managed lease ttl ${LEASE_TTL_MS} ms\n`);
@@ -68,6 +92,7 @@ printTable(
     "detect/interval",
     "2 active",
     "healthy",
+    "lost/requests",
   ],
   rows,
 );

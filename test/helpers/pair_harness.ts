@@ -54,6 +54,8 @@ export interface TestPair {
   agentPid(node: string): number;
   /** Pid of the node's demo service, or 0. */
   servicePid(node: string): number;
+  /** Port the node's demo service listens on (the same across restarts). */
+  servicePort(node: string): number;
   /** Kills everything and removes the temp folder. */
   close(): Promise<void>;
 }
@@ -97,6 +99,9 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
     },
     servicePid(node) {
       return part(node).service?.pid ?? 0;
+    },
+    servicePort(node) {
+      return part(node).port;
     },
     async close() {
       for (const p of parts.values()) {
