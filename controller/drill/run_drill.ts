@@ -3,13 +3,14 @@
  * a failover by SIGKILL of the active node's agent or service; measures detection and takeover from
  * heartbeats, and ends with the pair healthy again (or says what must be restarted).
  */
+import { planLoad, startLoadgen } from "../../deploy/demo/index.js";
 import { ClusterView, checkName, connectNats, type NodeView } from "../cluster/index.js";
 import { AgentPool } from "../rollout/agents.js";
 import { DrillError } from "./errors.js";
 import { killExactProcess } from "./local_process.js";
 import { PairObserver } from "./observer.js";
 import { judgePair } from "./pair_health.js";
-import type { DetectedBy, DrillEvent, DrillOptions, DrillResult, KillTarget, RestartNeed } from "./types.js";
+import type { DetectedBy, DrillEvent, DrillLoad, DrillOptions, DrillResult, KillTarget, RestartNeed } from "./types.js";
 
 const REQUESTED_BY = "hotpatch drill";
 
@@ -37,6 +38,13 @@ function checkOptions(o: DrillOptions): void {
   if (o.discoveryMs !== undefined && !(o.discoveryMs >= 0 && o.discoveryMs <= 60_000))
     bad("discoveryMs", "must be 0 to 60000 ms");
   if (o.natsServers.length === 0) bad("natsServers", "give at least one NATS server URL");
+  if (o.load) {
+    try {
+      planLoad(loadOptions(o.load));
+    } catch (err) {
+      bad("load", (err as Error).message);
+    }
+  }
 }
 
 /** Listens until the pair's two nodes have each beaten twice and look healthy, or discoveryMs passes; then judges. */
@@ -68,6 +76,18 @@ async function discover(view: ClusterView, pair: string, discoveryMs: number, si
   return j;
 }
 
+/** The demo load generator as a failover client of the pair. */
+function loadOptions(l: DrillLoad) {
+  return {
+    endpoints: l.endpoints,
+    strategy: "failover" as const,
+    concurrency: 2,
+    ratePerSec: l.ratePerSec ?? 200,
+    durationMs: 3_600_000,
+    timeoutMs: 500,
+  };
+}
+
 /** Runs a drill; rejects with a DrillError (or the cluster's ENATS_CONNECT) when it cannot be run or fails. */
 export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
   checkOptions(opts);
@@ -90,7 +110,25 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
     const start = await discover(view, opts.pair, opts.discoveryMs ?? 2000, signal);
     emit({ kind: "pair", active: start.active.node, standby: start.standby.node, intervalMs: start.intervalMs });
     const d = new Drill(opts, view, obs, pool, signal, emit, start.active, start.standby, start.intervalMs);
-    return opts.kind === "switchover" ? await d.switchover() : await d.failover(opts.kill ?? "agent");
+    const load = opts.load ? startLoadgen(loadOptions(opts.load)) : null;
+    try {
+      const r = opts.kind === "switchover" ? await d.switchover() : await d.failover(opts.kill ?? "agent");
+      if (!load) return r;
+      load.stop();
+      const l = await load.done;
+      return {
+        ...r,
+        load: {
+          requests: l.requests,
+          served: l.served,
+          lost: l.failed + l.standby,
+          failed: l.failed,
+          standbyOnly: l.standby,
+        },
+      };
+    } finally {
+      load?.stop();
+    }
   } finally {
     finished.abort(new Error("drill finished"));
     obs.close();
@@ -201,6 +239,7 @@ class Drill {
       healthyAfter,
       mustRestart,
       warnings: this.warnings,
+      load: null,
     };
   }
 

@@ -67,6 +67,30 @@ export interface DrillOptions {
   onEvent?: (e: DrillEvent) => void;
   /** Failover only: restarts what was killed; the drill then waits until the pair is healthy again. */
   restore?: (need: RestartNeed) => Promise<void>;
+  /** Runs the demo load generator (a failover client of the pair) through the drill and counts what it lost. */
+  load?: DrillLoad;
+}
+
+/** The load a drill runs through the pair's services (demo services on loopback). */
+export interface DrillLoad {
+  /** The pair's service endpoints, `host:port` on loopback. */
+  endpoints: string[];
+  /** Requests per second (default 200). */
+  ratePerSec?: number;
+}
+
+/** What the load generator saw during the drill. */
+export interface LoadFigures {
+  /** Requests finished. */
+  requests: number;
+  /** Requests an active node answered. */
+  served: number;
+  /** Requests no node served: failed plus standby-only. */
+  lost: number;
+  /** Requests that got no valid answer from any node. */
+  failed: number;
+  /** Requests every node answered with STANDBY. */
+  standbyOnly: number;
 }
 
 /** Something that happened during a drill. */
@@ -120,4 +144,6 @@ export interface DrillResult {
   mustRestart: RestartNeed | null;
   /** Problems the drill survived. */
   warnings: string[];
+  /** What the load generator saw from just before the request or kill to the end (null without `load`). */
+  load: LoadFigures | null;
 }

@@ -28,6 +28,7 @@ interface DrillCliOptions {
   discovery: number;
   kill?: "agent" | "service";
   service?: string;
+  load?: string;
 }
 
 function security(o: DrillCliOptions): AgentSecurity {
@@ -76,6 +77,12 @@ export function drillTable(r: DrillResult): string[] {
     row("both active seen", r.bothActiveSeen ? "YES" : "no"),
     row("pair healthy after", r.healthyAfter ? "yes" : "no"),
   ];
+  if (r.load) {
+    const l = r.load;
+    lines.push(
+      row("requests lost", `${l.lost} of ${l.requests} (${l.failed} failed, ${l.standbyOnly} only STANDBY answers)`),
+    );
+  }
   if (r.mustRestart) {
     const m = r.mustRestart;
     lines.push(
@@ -110,6 +117,7 @@ async function runCommand(kind: DrillKind, o: DrillCliOptions, out: Output): Pro
       agentSecurity: security(o),
       timeoutMs: o.timeout,
       discoveryMs: o.discovery,
+      ...(o.load !== undefined ? { load: { endpoints: o.load.split(",").filter(Boolean) } } : {}),
       signal: ac.signal,
       onEvent: (e) => {
         const l = eventLine(e);
@@ -144,6 +152,7 @@ function common(cmd: Command): Command {
     .option("--tls-key <file>", "its private key (PEM)")
     .option("--timeout <ms>", "deadline of the whole drill", parseMilliseconds, 60_000)
     .option("--discovery <ms>", "how long to listen for heartbeats before judging the pair", parseMilliseconds, 2000)
+    .option("--load <endpoints>", "run the demo load generator on these host:port (loopback) through the drill")
     .option("--json", "print the result as one JSON object");
 }
 

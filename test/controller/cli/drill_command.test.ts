@@ -20,14 +20,22 @@ describe("hotpatch drill", () => {
     const bad = await hotpatch(["drill", "failover", ...args("--insecure", "--kill", "everything")]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /expected agent or service/);
+    const badLoad = await hotpatch(["drill", "switchover", ...args("--insecure", "--load", "10.1.2.3:80")]);
+    assert.equal(badLoad.code, 2);
+    assert.match(badLoad.stderr, /\[EBAD_OPTION\]: load: .*loopback/);
     const noSecurity = await hotpatch(["drill", "switchover", ...args()]);
     assert.equal(noSecurity.code, 2);
     assert.match(noSecurity.stderr, /\[EBAD_OPTION\].*--tls-ca/);
   });
 
-  it("drill switchover prints the table: detection, takeover, old → new active", async () => {
-    const r = await hotpatch(["drill", "switchover", ...args("--insecure")]);
+  it("drill switchover prints the table: detection, takeover, old → new active, requests lost under load", async () => {
+    const load = p.nodes.map((n) => `127.0.0.1:${p.servicePort(n)}`).join(",");
+    const r = await hotpatch(["drill", "switchover", ...args("--insecure", "--load", load)]);
     assert.equal(r.code, 0, r.stderr);
+    // The demo load generator ran through it, as a failover client of the pair.
+    const lost = /requests lost\s+(\d+) of (\d+) \(\d+ failed, \d+ only STANDBY answers\)/.exec(r.stdout);
+    assert.ok(lost, r.stdout);
+    assert.ok(Number(lost[2]) > 0);
     assert.match(r.stdout, /old → new active\s+p1-a → p1-b/);
     assert.match(r.stdout, /detection\s+\d+ ms \(role-change\)/);
     assert.match(r.stdout, /takeover\s+\d+ ms/);
