@@ -125,7 +125,8 @@ describe("drills on a managed pair", () => {
     const r = await runDrill({ ...base(), kind: "failover", kill: "service" });
     assert.equal(r.oldActive, a);
     assert.equal(r.newActive, b);
-    assert.equal(r.detectedBy, "service-failed");
+    // Normally the next heartbeat reports the service down; an agent stalled for two intervals on a busy machine is seen first.
+    assert.ok(["service-failed", "heartbeat-gap"].includes(r.detectedBy), JSON.stringify(r));
     assert.ok(Number.isFinite(r.detectionMs) && r.detectionMs > 0);
     assert.equal(r.healthyAfter, false);
     assert.equal(r.mustRestart?.target, "service");
