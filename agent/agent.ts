@@ -19,7 +19,7 @@ import { createLogger, type Logger } from "./log.js";
 import { AgentMetrics, serveMetrics } from "./metrics/metrics.js";
 import { connectNats } from "./nats/connection.js";
 import { type ServiceHealthNow, ServiceWatch } from "./probes/service_health.js";
-import { BuildIdCache } from "./procfs/processes.js";
+import { BuildIdCache, readStartTime } from "./procfs/processes.js";
 import { makeRole } from "./roles/make_role.js";
 import type { RoleController } from "./roles/types.js";
 import { AgentService, roleToProto } from "./service/agent_service.js";
@@ -141,6 +141,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     });
 
     const runId = randomUUID();
+    // Heartbeats name this process, so a drill on this host can find the agent (and never a reused pid).
+    const agentStartTime = (await readStartTime(process.pid)) ?? 0;
     const startNatsParts = (conn: NatsConnection) => {
       nc = conn;
       log.info({ server: conn.getServer() }, "NATS connected");
@@ -166,6 +168,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
             checkedAtMs: h.checkedAtMs,
           })),
           grpcAddress,
+          agentPid: process.pid,
+          agentStartTime,
           patches: service.patchStates(),
           load,
           metrics: {},

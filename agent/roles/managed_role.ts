@@ -86,7 +86,21 @@ export class ManagedRole implements RoleController {
         this.busy = this.tick().finally(loop);
       }, this.s.renewMs);
     };
-    this.busy = this.tick().finally(loop);
+    this.busy = this.tick()
+      .then(() => this.fence())
+      .finally(loop);
+  }
+
+  /**
+   * A node that starts without the lease runs the demote hook once: its service may still act as
+   * active, left so by a previous agent run that was killed (nothing else would ever demote it,
+   * and the peer takes over when that run's lease expires). Never throws.
+   */
+  private async fence(): Promise<void> {
+    if (this.state.role === "active" || !this.s.hooks.demote) return;
+    await runCommand(this.s.hooks.demote, "demote hook", this.env).catch((err) =>
+      this.log("demote hook at start failed", err),
+    );
   }
 
   /**

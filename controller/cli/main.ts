@@ -4,6 +4,7 @@ import { registerAgent } from "./commands/agent.js";
 import { registerApply } from "./commands/apply.js";
 import { registerBuild } from "./commands/build.js";
 import { registerCluster } from "./commands/cluster.js";
+import { registerDrill } from "./commands/drill.js";
 import { registerElf } from "./commands/elf.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerKeygen } from "./commands/keygen.js";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerKeygen(program);
   registerRollout(program);
   registerCluster(program);
+  registerDrill(program);
   return program;
 }
 

@@ -71,6 +71,10 @@ export interface NodeView {
   metrics: Record<string, number>;
   /** gRPC address the agent announced ("" when it announces none). */
   grpcAddress: string;
+  /** Process id of the agent on its host (0 when it does not say). */
+  agentPid: number;
+  /** Start time of the agent process, clock ticks since boot (0 when it does not say). */
+  agentStartTime: number;
 }
 
 /** Heartbeat age and beats missed by now, for one node. */

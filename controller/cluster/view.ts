@@ -79,6 +79,8 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
     patches,
     metrics: { ...hb.metrics },
     grpcAddress: hb.grpcAddress,
+    agentPid: hb.agentPid,
+    agentStartTime: hb.agentStartTime,
   };
 }
 

@@ -45,6 +45,16 @@ export interface Heartbeat {
    * not announced; controllers then need the address in their rollout plan).
    */
   grpcAddress: string;
+  /**
+   * Process id of the agent that sent this heartbeat, as its host sees it (0: not reported). Lets a
+   * failover drill run on that host find the agent to kill.
+   */
+  agentPid: number;
+  /**
+   * Start time of that process (clock ticks since boot): with agent_pid it identifies the process,
+   * so a reused pid is never mistaken for the agent.
+   */
+  agentStartTime: number;
 }
 
 export interface Heartbeat_MetricsEntry {
@@ -106,6 +116,8 @@ function createBaseHeartbeat(): Heartbeat {
     load: undefined,
     metrics: {},
     grpcAddress: "",
+    agentPid: 0,
+    agentStartTime: 0,
   };
 }
 
@@ -149,6 +161,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     });
     if (message.grpcAddress !== "") {
       writer.uint32(106).string(message.grpcAddress);
+    }
+    if (message.agentPid !== 0) {
+      writer.uint32(112).uint32(message.agentPid);
+    }
+    if (message.agentStartTime !== 0) {
+      writer.uint32(120).uint64(message.agentStartTime);
     }
     return writer;
   },
@@ -273,6 +291,22 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.grpcAddress = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.agentPid = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.agentStartTime = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -333,6 +367,16 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.grpc_address)
         ? globalThis.String(object.grpc_address)
         : "",
+      agentPid: isSet(object.agentPid)
+        ? globalThis.Number(object.agentPid)
+        : isSet(object.agent_pid)
+        ? globalThis.Number(object.agent_pid)
+        : 0,
+      agentStartTime: isSet(object.agentStartTime)
+        ? globalThis.Number(object.agentStartTime)
+        : isSet(object.agent_start_time)
+        ? globalThis.Number(object.agent_start_time)
+        : 0,
     };
   },
 
@@ -383,6 +427,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.grpcAddress !== "") {
       obj.grpcAddress = message.grpcAddress;
     }
+    if (message.agentPid !== 0) {
+      obj.agentPid = Math.round(message.agentPid);
+    }
+    if (message.agentStartTime !== 0) {
+      obj.agentStartTime = Math.round(message.agentStartTime);
+    }
     return obj;
   },
 
@@ -412,6 +462,8 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       {},
     );
     message.grpcAddress = object.grpcAddress ?? "";
+    message.agentPid = object.agentPid ?? 0;
+    message.agentStartTime = object.agentStartTime ?? 0;
     return message;
   },
 };
