@@ -158,17 +158,10 @@ async function main(): Promise<number> {
     const mid = loads.map((l) => l.snapshot());
 
     say("switchover drill on p1: the standby (already patched) takes over, the old active steps down");
-    const drill = await runHotpatch([
-      "drill",
-      "switchover",
-      "--pair",
-      "p1",
-      "--cluster",
-      CLUSTER,
-      "--nats",
-      natsUrl,
-      "--json",
-    ]);
+    const drill = await runHotpatch(
+      ["drill", "switchover", "--pair", "p1", "--cluster", CLUSTER, "--nats", natsUrl, "--insecure", "--json"],
+      { signal: running.signal },
+    );
     const drillResult =
       drill.code === 0 ? (JSON.parse(drill.stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>) : null;
     await new Promise((r) => setTimeout(r, 1500));
@@ -200,11 +193,12 @@ async function main(): Promise<number> {
       process.stdout.write(`${JSON.stringify(summary)}\n`);
     } else {
       say("summary");
-      process.stdout.write(`  pair  requests  served  failed  answers by version\n`);
+      process.stdout.write(`  pair  requests  served  unserved  failed  answers by version\n`);
       for (const [i, p] of summary.pairs.entries()) {
         const s = after[i] as LoadgenSummary;
+        const unserved = p.requests - p.served - p.failed; // both nodes said STANDBY (mid-switchover)
         process.stdout.write(
-          `  ${p.pair.padEnd(4)}  ${String(p.requests).padStart(8)}  ${String(p.served).padStart(6)}  ${String(p.failed).padStart(6)}  ${versionCounts(s)}\n`,
+          `  ${p.pair.padEnd(4)}  ${String(p.requests).padStart(8)}  ${String(p.served).padStart(6)}  ${String(unserved).padStart(8)}  ${String(p.failed).padStart(6)}  ${versionCounts(s)}\n`,
         );
       }
       process.stdout.write(

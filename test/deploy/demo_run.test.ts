@@ -1,0 +1,81 @@
+/**
+ * `npm run demo` end to end (after its set-up step): the rollout goes through both pairs with no
+ * failed request and only right answers afterwards, the switchover drill runs, and Ctrl-C leaves
+ * no process behind.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import path from "node:path";
+import { it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const demo = path.join(root, "deploy/demo/run_demo.ts");
+
+function leftoversNow(): string {
+  try {
+    return execFileSync("pgrep", ["-af", "hotpatch-demo-"]).toString().trim();
+  } catch {
+    return ""; // pgrep exits 1 when nothing matches
+  }
+}
+
+/** Processes of the demo still alive after a grace period (a killed command's compiler may take a moment). */
+async function leftovers(): Promise<string> {
+  for (let i = 0; i < 50 && leftoversNow() !== ""; i++) await new Promise((r) => setTimeout(r, 100));
+  return leftoversNow();
+}
+
+it("rolls the fix through both pairs with zero failed requests, drills a switchover, cleans up", {
+  timeout: 120_000,
+}, async () => {
+  const child = spawn(process.execPath, ["--import", "tsx", demo, "--json"], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const summary = JSON.parse(out.trim().split("\n").pop() ?? "{}") as {
+    rolloutExit: number;
+    failedRequests: number;
+    wrongAnswersAfterRollout: number;
+    pairs: { pair: string; byVersion: Record<string, { correct: number; wrong: number }> }[];
+    drill: { newActive: string; oldActive: string; detectionMs: number; takeoverMs: number } | null;
+    seconds: number;
+  };
+  assert.equal(code, 0, out.slice(-3000));
+  assert.equal(summary.rolloutExit, 0);
+  assert.equal(summary.failedRequests, 0);
+  assert.equal(summary.wrongAnswersAfterRollout, 0);
+  for (const p of summary.pairs) {
+    assert.ok((p.byVersion.v1?.wrong ?? 0) > 0, `${p.pair} answered wrong (v1) before the fix`);
+    assert.ok((p.byVersion.v2?.correct ?? 0) > 0, `${p.pair} answered right (v2) after it`);
+    assert.equal(p.byVersion.v2?.wrong ?? 0, 0);
+  }
+  assert.ok(summary.drill);
+  assert.notEqual(summary.drill.newActive, summary.drill.oldActive);
+  assert.equal(await leftovers(), "", "every process the demo started is gone");
+});
+
+it("Ctrl-C stops everything the demo started", { timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, ["--import", "tsx", demo], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  // Interrupt once the pairs are up and load is running.
+  await new Promise<void>((resolve) => {
+    const check = () => {
+      if (out.includes("load: each pair")) resolve();
+      else setTimeout(check, 100);
+    };
+    check();
+  });
+  child.kill("SIGINT");
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  assert.equal(code, 130);
+  assert.equal(await leftovers(), "", "no process of the demo is left");
+});
