@@ -4,118 +4,21 @@
  * effect from the targets' own output.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
-import path from "node:path";
-import { after, afterEach, before, describe, it } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { readElf } from "../../../native/index.js";
+import { describe, it } from "node:test";
 import { Role } from "../../../proto/index.js";
-import { agentClient, call, makeBundle, tempDir } from "../../helpers/agent_harness.js";
-import { hotpatch, hotpatchBin, jsonLines } from "../../helpers/cli.js";
-import { compileFixture } from "../../helpers/fixtures.js";
+import { agentClient, call } from "../../helpers/agent_harness.js";
+import { hotpatch, jsonLines } from "../../helpers/cli.js";
 import { until } from "../../helpers/heartbeats.js";
-import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
-import { type RealNode, startRealNode } from "./real_cluster.js";
-
-interface RunningCli {
-  child: ChildProcess;
-  events: () => Record<string, unknown>[];
-  exit: Promise<number | null>;
-  stderr: () => string;
-}
-
-function startCli(args: string[]): RunningCli {
-  const child = spawn(process.execPath, [hotpatchBin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  const exit = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
-  return {
-    child,
-    exit,
-    stderr: () => err,
-    events: () => jsonLines(out.split("\n").slice(0, -1).join("\n")),
-  };
-}
+import { startCli, useE2eCluster } from "./e2e_cluster.js";
 
 describe("rollout control against real agents", { timeout: 300_000 }, () => {
-  let tmp: Awaited<ReturnType<typeof tempDir>>;
-  let nats: NatsServer;
-  let nc: NatsConnection;
-  let target: string;
-  let goodBundle: string;
-  let nodes: RealNode[] = [];
-  let cluster = "";
-  let n = 0;
-
-  before(async () => {
-    tmp = await tempDir("hotpatch-e2e-");
-    nats = await startNatsServer();
-    nc = await connect({ servers: nats.url });
-    target = await compileFixture("c/patch_target.c", ["-O2", "-g", "-fPIE", "-pie", "-pthread"]);
-    const buildId = (await readElf(target)).buildId ?? "";
-    const good = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
-    const fns = [{ symbol: "compute", replacement: "compute_v2" }];
-    await makeBundle(tmp.dir, "fix-good", { path: target, buildId }, good, fns);
-    goodBundle = path.join(tmp.dir, "fix-good.tar");
-  });
-  after(async () => {
-    for (const x of nodes) await x.stop();
-    await nc?.close();
-    await nats?.close();
-    await tmp?.cleanup();
-  });
-  afterEach(async () => {
-    for (const x of nodes) await x.stop();
-    nodes = [];
-  });
-
-  /** Two pairs: p1 (a active, b standby), p2 (a standby, b active). */
-  async function startCluster(): Promise<void> {
-    cluster = `e2e${++n}`;
-    for (const [pair, node, role] of [
-      ["p1", "p1-a", "active"],
-      ["p1", "p1-b", "standby"],
-      ["p2", "p2-a", "standby"],
-      ["p2", "p2-b", "active"],
-    ] as const) {
-      nodes.push(await startRealNode({ dir: tmp.dir, cluster, pair, node, role, natsUrl: nats.url, target }));
-    }
-  }
-
-  async function writePlan(bundle: string, extra = ""): Promise<string> {
-    const file = path.join(tmp.dir, `${cluster}.yaml`);
-    const addresses = nodes.map((x) => `${x.node}: "127.0.0.1:${x.grpcPort}"`).join(", ");
-    await writeFile(
-      file,
-      `cluster: ${cluster}
-nats: {servers: ["${nats.url}"]}
-bundle: ${bundle}
-target: {exePath: ${target}}
-canary: {pairs: [p1], soak: 1s}
-waves: {size: 1, maxParallel: 1, soak: 500ms}
-progressDeadline: 60s
-discovery: 1s
-gates: {heartbeatGap: {intervals: 10}}
-agents: {insecure: true, callTimeout: 20s, nodes: {${addresses}}}
-${extra}`,
-    );
-    return file;
-  }
-
-  const node = (name: string) => nodes.find((x) => x.node === name) as RealNode;
-  const applyTimes = async (name: string) =>
-    (await node(name).audit()).filter((r) => r.action === "apply" && r.result === "ok").map((r) => Date.parse(r.time));
+  const e = useE2eCluster();
+  const { startCluster, writePlan, node, applyTimes } = e;
 
   it("order switchover: patches the standby, swaps roles through the agents, then patches the old active", async () => {
     await startCluster();
-    const plan = await writePlan(goodBundle, "order: switchover\npairs: [p1]\n");
+    const plan = await writePlan(e.goodBundle, "order: switchover\npairs: [p1]\n");
     const r = await hotpatch(["rollout", "--plan", plan, "--json"]);
     assert.equal(r.code, 0, r.stderr);
     const b = await node("p1-b").audit();
@@ -129,9 +32,9 @@ ${extra}`,
       "cluster",
       "status",
       "--cluster",
-      cluster,
+      e.cluster,
       "--nats",
-      nats.url,
+      e.nats.url,
       "--json",
       "--wait",
       "500",
@@ -144,7 +47,7 @@ ${extra}`,
 
   it("roles that change mid-soak are re-read: the unpatched node is patched next, never the patched one twice", async () => {
     await startCluster();
-    const plan = await writePlan(goodBundle, "pairs: [p1]\n");
+    const plan = await writePlan(e.goodBundle, "pairs: [p1]\n");
     const file = plan.replace(".yaml", "-roles.yaml");
     await writeFile(file, (await readFile(plan, "utf8")).replace("soak: 1s", "soak: 4s"));
     const cli = startCli(["rollout", "--plan", file, "--json"]);
@@ -166,16 +69,16 @@ ${extra}`,
 
   it("abort during a soak rolls back at once; the controller exits 4", async () => {
     await startCluster();
-    const plan = await writePlan(goodBundle);
+    const plan = await writePlan(e.goodBundle);
     const file = plan.replace(".yaml", "-abort.yaml");
     await writeFile(
       file,
       (await readFile(plan, "utf8")).replace("soak: 1s", "soak: 60s").replace("60s\ndiscovery", "120s\ndiscovery"),
     );
-    const cli = startCli(["rollout", "--plan", file, "--json", "--id", `abort-${cluster}`]);
+    const cli = startCli(["rollout", "--plan", file, "--json", "--id", `abort-${e.cluster}`]);
     await until(() => cli.events().some((e) => e.type === "step.started" && e.step === "soak"), 30_000, "soak");
     const started = Date.now();
-    const r = await hotpatch(["rollout", "abort", `abort-${cluster}`, "--cluster", cluster, "--nats", nats.url]);
+    const r = await hotpatch(["rollout", "abort", `abort-${e.cluster}`, "--cluster", e.cluster, "--nats", e.nats.url]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await cli.exit, 4, cli.stderr());
     assert.ok(Date.now() - started < 30_000, "did not wait out the 60 s soak");
@@ -187,7 +90,7 @@ ${extra}`,
 
   it("a rollout that makes no progress before its deadline aborts itself and rolls back (exit 4)", async () => {
     await startCluster();
-    const plan = await writePlan(goodBundle);
+    const plan = await writePlan(e.goodBundle);
     const file = plan.replace(".yaml", "-deadline.yaml");
     await writeFile(
       file,
