@@ -334,7 +334,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   std::vector<ResolvedSymbol> old_fns;
   for (const auto& f : spec.functions) old_fns.push_back(image.Resolve(f.symbol));
 
-  std::vector<Mapping> maps = ReadProcMaps(pid);
+  std::vector<Mapping> maps = image.maps();  // read once, by TargetImage
   Descriptor existing = ReadDescriptor(probe, maps);
   if (FindPatch(existing, spec.id) != nullptr) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
