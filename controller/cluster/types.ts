@@ -81,6 +81,6 @@ export interface NodeView {
 export interface Liveness {
   /** Milliseconds since the last heartbeat was received. */
   ageMs: number;
-  /** Whole intervals elapsed since the last heartbeat (0 while it is on time). */
+  /** Beats due since the last one and more than half an interval overdue (0 while it is on time). */
   missedNow: number;
 }

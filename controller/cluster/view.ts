@@ -33,11 +33,17 @@ function patchStateName(state: PatchState): string {
   }
 }
 
+/**
+ * A beat counts as missed once it is this fraction of an interval overdue: timers, the network and a
+ * busy reader all add jitter, and a beat 2 ms late is not a missed one.
+ */
+const MISSED_GRACE = 0.5;
+
 /** Liveness of a node at `nowMs`. */
 export function liveness(node: NodeView, nowMs: number): Liveness {
   const ageMs = Math.max(0, nowMs - node.receivedAtMs);
   const interval = node.intervalMs > 0 ? node.intervalMs : 1000;
-  return { ageMs, missedNow: Math.floor(ageMs / interval) };
+  return { ageMs, missedNow: Math.max(0, Math.floor(ageMs / interval - MISSED_GRACE)) };
 }
 
 /** Builds the next view of a node from its previous view and a new heartbeat. */
