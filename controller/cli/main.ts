@@ -4,6 +4,7 @@ import { registerAgent } from "./commands/agent.js";
 import { registerApply } from "./commands/apply.js";
 import { registerBuild } from "./commands/build.js";
 import { registerCluster } from "./commands/cluster.js";
+import { registerDemo } from "./commands/demo.js";
 import { registerDrill } from "./commands/drill.js";
 import { registerElf } from "./commands/elf.js";
 import { registerInspect } from "./commands/inspect.js";
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRollout(program);
   registerCluster(program);
   registerDrill(program);
+  registerDemo(program);
   return program;
 }
 

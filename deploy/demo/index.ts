@@ -1,9 +1,10 @@
-/** Public face of the demo tools: the demo service launcher and the load generator. */
+/** Public face of the demo: the whole-story run, the demo service launcher and the load generator. */
 export { formatEndpoint, isLoopback, parseEndpoint } from "./endpoints.js";
 export { DemoError, type DemoErrorCode, type DemoErrorContext, DemoOptionError, DemoServiceError } from "./errors.js";
 export { sendLine } from "./line_client.js";
 export { formatSummary, judgeAnswer, planLoad, runLoadgen, startLoadgen } from "./loadgen.js";
 export { correctPrice, MAX_QUANTITY, UNIT_CENTS, VAT_PERCENT } from "./price.js";
+export { DEMO_INTERRUPTED, runDemo } from "./run_demo.js";
 export {
   buildDemoService,
   DEMO_FIX_SOURCE,

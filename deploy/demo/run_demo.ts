@@ -1,32 +1,25 @@
 /**
- * `npm run demo`: the whole story on one machine in under a minute. Starts NATS and two 1+1 pairs
- * (four demo services, four real agents, each node in its own PID namespace), builds the fix bundle
- * from source, rolls it out standby-first with the live progress view while load runs against both
- * pairs, shows the answers change with no failed request, runs a switchover drill, and ends with a
- * summary. Everything it started is stopped at the end, also on Ctrl-C.
- *
- * Options: --json (one summary object at the end instead of the table), --keep (leave the working
- * folder for inspection).
+ * `hotpatch demo` (and `npm run demo`): the whole story on one machine in under a minute. Starts
+ * NATS and two 1+1 pairs (four demo services, four real agents, each node in its own PID
+ * namespace), builds the fix bundle from source, rolls it out standby-first with the live progress
+ * view while load runs against both pairs, shows the answers change with no failed request, runs a
+ * switchover drill, and ends with a summary. Everything it started is stopped at the end, also when
+ * its signal is aborted (Ctrl-C).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type DemoNats, type DemoNode, runHotpatch, startNats, startNode } from "./demo_cluster.js";
 import { startLoadgen } from "./loadgen.js";
 import { buildDemoService, DEMO_FIX_SOURCE } from "./service.js";
-import type { LoadgenRun, LoadgenSummary } from "./types.js";
+import type { DemoRunOptions, LoadgenRun, LoadgenSummary } from "./types.js";
 
-const json = process.argv.includes("--json");
-const keep = process.argv.includes("--keep");
 const CLUSTER = "demo";
 const PAIRS = ["p1", "p2"];
-const started = Date.now();
 
-const bold = (t: string) => (process.stdout.isTTY ? `\x1b[1m${t}\x1b[0m` : t);
-
-function say(text: string): void {
-  if (!json) process.stdout.write(`\n${bold(`▶ ${text}`)}  (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
-}
+/** Exit code of a demo ended by its signal (as a shell reports SIGINT). */
+export const DEMO_INTERRUPTED = 130;
 
 function versionCounts(s: LoadgenSummary): string {
   return Object.entries(s.byVersion)
@@ -34,31 +27,42 @@ function versionCounts(s: LoadgenSummary): string {
     .join("; ");
 }
 
-async function main(): Promise<number> {
+/**
+ * Runs the demo and returns its exit code: 0 when the rollout passed with no failed request, no
+ * wrong answer after it and a completed drill; 1 otherwise; 130 when `signal` ended it.
+ */
+export async function runDemo(options: DemoRunOptions): Promise<number> {
+  const { json, keep, signal } = options;
+  const stdout = options.stdout ?? process.stdout;
+  const stderr = options.stderr ?? process.stderr;
+  const started = Date.now();
+  const bold = (t: string) => (stdout.isTTY ? `\x1b[1m${t}\x1b[0m` : t);
+  const say = (text: string) => {
+    if (!json) stdout.write(`\n${bold(`▶ ${text}`)}  (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  };
   const dir = await mkdtemp(path.join(os.tmpdir(), "hotpatch-demo-"));
   const nodes: DemoNode[] = [];
   const loads: LoadgenRun[] = [];
   let nats: DemoNats | undefined;
   let cleaning: Promise<void> | undefined;
   const running = new AbortController(); // ends any hotpatch command still running
+  const onAbort = () => {
+    stderr.write("\ninterrupted: stopping everything the demo started\n");
+    running.abort();
+  };
+  if (signal.aborted) return DEMO_INTERRUPTED;
+  signal.addEventListener("abort", onAbort, { once: true });
   const cleanup = () => {
     cleaning ??= (async () => {
       running.abort();
       for (const l of loads) l.stop();
       await Promise.all(nodes.map((n) => n.stop().catch(() => undefined)));
       await nats?.stop().catch(() => undefined);
-      await Promise.race([Promise.all(loads.map((l) => l.done)), new Promise((r) => setTimeout(r, 3000))]);
+      await Promise.race([Promise.all(loads.map((l) => l.done)), sleep(3000, undefined, { ref: false })]);
       if (!keep) await rm(dir, { recursive: true, force: true });
     })();
     return cleaning;
   };
-  const onSignal = () => {
-    process.stderr.write("\ninterrupted: stopping everything the demo started\n");
-    void cleanup().then(() => process.exit(130));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-
   try {
     say("starting NATS and two 1+1 pairs (each node: the demo service and a hotpatch agent)");
     nats = await startNats(dir);
@@ -91,7 +95,7 @@ async function main(): Promise<number> {
     }
     if (!json) {
       for (const n of nodes)
-        process.stdout.write(`  ${n.node.padEnd(5)} ${n.role.padEnd(8)} service on 127.0.0.1:${n.servicePort}\n`);
+        stdout.write(`  ${n.node.padEnd(5)} ${n.role.padEnd(8)} service on 127.0.0.1:${n.servicePort}\n`);
     }
 
     say("load: each pair's clients send QUOTE requests to its active node (and fail over to the standby)");
@@ -101,9 +105,9 @@ async function main(): Promise<number> {
         startLoadgen({ endpoints, strategy: "failover", ratePerSec: 150, concurrency: 4, durationMs: 300_000 }),
       );
     }
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500, undefined, { signal: running.signal });
     const before = loads.map((l) => l.snapshot());
-    if (!json) for (const [i, s] of before.entries()) process.stdout.write(`  ${PAIRS[i]}: ${versionCounts(s)}\n`);
+    if (!json) for (const [i, s] of before.entries()) stdout.write(`  ${PAIRS[i]}: ${versionCounts(s)}\n`);
 
     say("building the fix bundle from source (deploy/demo/fix/fix_price.c) against the service binary");
     const bundle = path.join(dir, "fix-price");
@@ -164,7 +168,7 @@ async function main(): Promise<number> {
     );
     const drillResult =
       drill.code === 0 ? (JSON.parse(drill.stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>) : null;
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500, undefined, { signal: running.signal });
 
     for (const l of loads) l.stop();
     const after = await Promise.all(loads.map((l) => l.done));
@@ -190,39 +194,35 @@ async function main(): Promise<number> {
       cluster: status.code === 0 ? status.stdout.trim() : null,
     };
     if (json) {
-      process.stdout.write(`${JSON.stringify(summary)}\n`);
+      stdout.write(`${JSON.stringify(summary)}\n`);
     } else {
       say("summary");
-      process.stdout.write(`  pair  requests  served  unserved  failed  answers by version\n`);
+      stdout.write(`  pair  requests  served  unserved  failed  answers by version\n`);
       for (const [i, p] of summary.pairs.entries()) {
         const s = after[i] as LoadgenSummary;
         const unserved = p.requests - p.served - p.failed; // both nodes said STANDBY (mid-switchover)
-        process.stdout.write(
+        stdout.write(
           `  ${p.pair.padEnd(4)}  ${String(p.requests).padStart(8)}  ${String(p.served).padStart(6)}  ${String(unserved).padStart(8)}  ${String(p.failed).padStart(6)}  ${versionCounts(s)}\n`,
         );
       }
-      process.stdout.write(
+      stdout.write(
         `  rollout: exit ${rollout.code}; wrong answers after it: ${wrongAfter}; failed requests overall: ${failed}\n`,
       );
       if (drillResult) {
-        process.stdout.write(
+        stdout.write(
           `  switchover drill on p1: ${String(drillResult.oldActive)} → ${String(drillResult.newActive)}, detection ${String(drillResult.detectionMs)} ms, takeover ${String(drillResult.takeoverMs)} ms\n`,
         );
       } else {
-        process.stdout.write(`  switchover drill: failed (exit ${drill.code})\n`);
+        stdout.write(`  switchover drill: failed (exit ${drill.code})\n`);
       }
-      process.stdout.write(`  total: ${summary.seconds} s\n`);
+      stdout.write(`  total: ${summary.seconds} s\n`);
     }
     return rollout.code === 0 && failed === 0 && wrongAfter === 0 && drillResult !== null ? 0 : 1;
+  } catch (err) {
+    if (signal.aborted) return DEMO_INTERRUPTED;
+    throw err;
   } finally {
+    signal.removeEventListener("abort", onAbort);
     await cleanup();
   }
 }
-
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);

@@ -143,3 +143,25 @@ export interface LoadgenRun {
   /** Resolves with the final totals once every worker has finished. Never rejects. */
   readonly done: Promise<LoadgenSummary>;
 }
+
+/** Where the demo writes: a stream such as process.stdout. */
+export interface DemoStream {
+  /** Writes text as is. */
+  write(text: string): unknown;
+  /** True when it is a terminal (headings are then printed bold). */
+  isTTY?: boolean;
+}
+
+/** How `hotpatch demo` runs. */
+export interface DemoRunOptions {
+  /** Print one JSON summary object at the end instead of the live story and the table. */
+  json: boolean;
+  /** Leave the demo's working folder (bundle, plan, agent configs, logs) in place for inspection. */
+  keep: boolean;
+  /** Aborting it (Ctrl-C) stops everything the demo started; the demo then returns 130. */
+  signal: AbortSignal;
+  /** Where the story and the summary go (default process.stdout). */
+  stdout?: DemoStream;
+  /** Where the interruption notice goes (default process.stderr). */
+  stderr?: DemoStream;
+}

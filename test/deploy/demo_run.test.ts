@@ -1,5 +1,5 @@
 /**
- * `npm run demo` end to end (after its set-up step): the rollout goes through both pairs with no
+ * `hotpatch demo` (what `npm run demo` runs after its set-up step), end to end: the rollout goes through both pairs with no
  * failed request and only right answers afterwards, the switchover drill runs, and Ctrl-C leaves
  * no process behind.
  */
@@ -10,7 +10,7 @@ import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const demo = path.join(root, "deploy/demo/run_demo.ts");
+const hotpatchBin = path.join(root, "bin/hotpatch.js");
 
 function leftoversNow(): string {
   try {
@@ -29,7 +29,7 @@ async function leftovers(): Promise<string> {
 it("rolls the fix through both pairs with zero failed requests, drills a switchover, cleans up", {
   timeout: 120_000,
 }, async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", demo, "--json"], {
+  const child = spawn(process.execPath, [hotpatchBin, "demo", "--json"], {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -61,7 +61,7 @@ it("rolls the fix through both pairs with zero failed requests, drills a switcho
 });
 
 it("Ctrl-C stops everything the demo started", { timeout: 60_000 }, async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", demo], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [hotpatchBin, "demo"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => {
     out += d.toString();
