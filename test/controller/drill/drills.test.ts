@@ -133,7 +133,10 @@ describe("drills on a managed pair", () => {
     assert.equal(r.mustRestart?.node, a);
     assert.equal(r.mustRestart?.service, "quote");
     assert.match(await p.health(a), /^failure/);
-    assert.match(await p.health(b), /^OK active/);
+    // The heartbeat says active before b's promote hook has run and its service has read its role file.
+    await waitFor("b's service to answer as active", async () =>
+      (await p.health(b)).startsWith("OK active") ? true : undefined,
+    );
     await p.startService(a);
     // The restarted service follows its role file, which the demote hook set to standby.
     assert.match(await p.health(a), /^OK standby/);
