@@ -7,6 +7,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Lease, RolloutError, RolloutStore } from "../../../controller/rollout/index.js";
+import { waitFor } from "../../helpers/agent_harness.js";
 import { hotpatch } from "../../helpers/cli.js";
 import { sleep } from "../../helpers/heartbeats.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
@@ -66,10 +67,13 @@ describe("rollout lease", () => {
       lost = e;
     });
     frozen -= 10_000; // its renewals now write an expiry in the past
-    await sleep(150);
+    await waitFor("a renewal with the frozen clock", async () =>
+      ((await Lease.read(store.kv))?.expiresAtMs ?? 0) < Date.now() - 5000 ? true : undefined,
+    );
     const successor = await Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-next" });
     try {
-      await sleep(200);
+      // Its next renewal finds the successor's revision.
+      await waitFor("the old holder to learn it lost the lease", () => (lost ? true : undefined));
       assert.equal((lost as RolloutError | null)?.code, "ELEASE_LOST");
       assert.equal(crashed.held, false);
       assert.equal((await Lease.read(store.kv))?.rolloutId, "r-next");
