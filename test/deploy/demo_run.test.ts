@@ -4,37 +4,58 @@
  * no process behind.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { it } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const hotpatchBin = path.join(root, "bin/hotpatch.js");
 
-function leftoversNow(): string {
-  try {
-    return execFileSync("pgrep", ["-af", "hotpatch-demo-"]).toString().trim();
-  } catch {
-    return ""; // pgrep exits 1 when nothing matches
+/**
+ * Processes still carrying this run's tag in their environment (every process the demo starts
+ * inherits it), so that a demo run elsewhere on the machine is not counted.
+ */
+function leftoversNow(tag: string): string {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/environ`).includes(tag))
+        found.push(`${pid} ${readFileSync(`/proc/${pid}/cmdline`).toString().replaceAll("\0", " ")}`);
+    } catch {
+      // gone meanwhile, or a kernel thread
+    }
   }
+  return found.join("\n");
 }
 
 /** Processes of the demo still alive after a grace period (a killed command's compiler may take a moment). */
-async function leftovers(): Promise<string> {
-  for (let i = 0; i < 50 && leftoversNow() !== ""; i++) await new Promise((r) => setTimeout(r, 100));
-  return leftoversNow();
+async function leftovers(tag: string): Promise<string> {
+  for (let i = 0; i < 50 && leftoversNow(tag) !== ""; i++) await new Promise((r) => setTimeout(r, 100));
+  return leftoversNow(tag);
+}
+
+/** Starts `hotpatch demo ARGS` with a tag of its own in the environment. */
+function startDemo(args: string[]): { child: ChildProcess; stdout: Readable; tag: string } {
+  const tag = `HOTPATCH_DEMO_TEST_RUN=${randomUUID()}`;
+  const [key, value] = tag.split("=") as [string, string];
+  const child = spawn(process.execPath, [hotpatchBin, "demo", ...args], {
+    cwd: root,
+    env: { ...process.env, [key]: value },
+    stdio: ["ignore", "pipe", args.includes("--json") ? "inherit" : "pipe"],
+  });
+  return { child, stdout: child.stdout as Readable, tag };
 }
 
 it("rolls the fix through both pairs with zero failed requests, drills a switchover, cleans up", {
   timeout: 120_000,
 }, async () => {
-  const child = spawn(process.execPath, [hotpatchBin, "demo", "--json"], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const { child, stdout, tag } = startDemo(["--json"]);
   let out = "";
-  child.stdout.on("data", (d: Buffer) => {
+  stdout.on("data", (d: Buffer) => {
     out += d.toString();
   });
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
@@ -57,13 +78,13 @@ it("rolls the fix through both pairs with zero failed requests, drills a switcho
   }
   assert.ok(summary.drill);
   assert.notEqual(summary.drill.newActive, summary.drill.oldActive);
-  assert.equal(await leftovers(), "", "every process the demo started is gone");
+  assert.equal(await leftovers(tag), "", "every process the demo started is gone");
 });
 
 it("Ctrl-C stops everything the demo started", { timeout: 60_000 }, async () => {
-  const child = spawn(process.execPath, [hotpatchBin, "demo"], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const { child, stdout, tag } = startDemo([]);
   let out = "";
-  child.stdout.on("data", (d: Buffer) => {
+  stdout.on("data", (d: Buffer) => {
     out += d.toString();
   });
   // Interrupt once the pairs are up and load is running.
@@ -74,8 +95,9 @@ it("Ctrl-C stops everything the demo started", { timeout: 60_000 }, async () => 
     };
     check();
   });
+  assert.notEqual(leftoversNow(tag), "", "the tag finds the demo's processes while it runs");
   child.kill("SIGINT");
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   assert.equal(code, 130);
-  assert.equal(await leftovers(), "", "no process of the demo is left");
+  assert.equal(await leftovers(tag), "", "no process of the demo is left");
 });

@@ -54,6 +54,17 @@ describe("drills on a managed pair", () => {
   it("refuses a pair whose standby service is down with EPAIR_UNHEALTHY, and changes nothing", async () => {
     const standbyPid = p.servicePid(b);
     process.kill(standbyPid, "SIGKILL");
+    // The drill judges the pair from heartbeats: wait until b's agent has seen its service die.
+    const nc = await connectNats([p.nats.url], "test");
+    const view = ClusterView.watch(nc, p.cluster);
+    try {
+      await waitFor("b's heartbeat to report its service down", () =>
+        view.node(p.pair, b)?.services.some((s) => !s.healthy) ? true : undefined,
+      );
+    } finally {
+      view.close();
+      await nc.close();
+    }
     await assert.rejects(
       runDrill({ ...base(), kind: "switchover", discoveryMs: 1000 }),
       (e: DrillError) => e.code === "EPAIR_UNHEALTHY" && /p1-b: service quote unhealthy/.test(e.message),
