@@ -33,24 +33,32 @@ interface Source {
   read(signal: AbortSignal): Promise<Map<string, number>>;
 }
 
-/** Rejects after `ms` even when `work` ignores its signal (a /proc read stuck in the kernel). */
+/**
+ * Runs `work` with a signal that aborts after `ms` or when `outer` does, and rejects then even when
+ * `work` ignores it (a /proc read stuck in the kernel). A plain timer and controller per read:
+ * Node 20's AbortSignal.timeout inside AbortSignal.any can be collected before it fires, and
+ * AbortSignal.any on a long-lived signal keeps every composite alive.
+ */
 async function withDeadline<T>(
   what: string,
   work: (signal: AbortSignal) => Promise<T>,
   ms: number,
   outer: AbortSignal,
 ): Promise<T> {
-  const deadline = AbortSignal.any([outer, AbortSignal.timeout(ms)]);
-  let onAbort: () => void = () => undefined;
+  const ctl = new AbortController();
+  const onStop = () => ctl.abort(new AgentError("ESCRAPE", `${what}: cancelled, the agent is stopping`));
+  const timer = setTimeout(() => ctl.abort(new AgentError("ESCRAPE", `${what}: no result within ${ms} ms`)), ms);
+  if (outer.aborted) onStop();
+  else outer.addEventListener("abort", onStop, { once: true });
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(new AgentError("ESCRAPE", `${what}: no result within ${ms} ms`));
-    deadline.addEventListener("abort", onAbort, { once: true });
+    ctl.signal.addEventListener("abort", () => reject(ctl.signal.reason), { once: true });
   });
   aborted.catch(() => undefined);
   try {
-    return await Promise.race([work(deadline), aborted]);
+    return await Promise.race([work(ctl.signal), aborted]);
   } finally {
-    deadline.removeEventListener("abort", onAbort);
+    clearTimeout(timer);
+    outer.removeEventListener("abort", onStop);
   }
 }
 

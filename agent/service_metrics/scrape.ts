@@ -32,12 +32,8 @@ async function readCapped(res: Response, url: string): Promise<string> {
 }
 
 async function fetchText(cfg: HttpScrapeConfig, signal: AbortSignal): Promise<string> {
-  const deadline = AbortSignal.any([signal, AbortSignal.timeout(cfg.timeoutMs)]);
   try {
-    const res = await fetch(cfg.url, {
-      signal: deadline,
-      headers: { accept: "text/plain;version=0.0.4;q=1,*/*;q=0.1" },
-    });
+    const res = await fetch(cfg.url, { signal, headers: { accept: "text/plain;version=0.0.4;q=1,*/*;q=0.1" } });
     if (res.status !== 200) {
       await res.body?.cancel();
       throw new AgentError("ESCRAPE", `${cfg.url} answered HTTP ${res.status}, expected 200`);
@@ -45,12 +41,16 @@ async function fetchText(cfg: HttpScrapeConfig, signal: AbortSignal): Promise<st
     return await readCapped(res, cfg.url);
   } catch (err) {
     if (err instanceof AgentError) throw err;
-    const why = signal.aborted
-      ? "cancelled (the agent is stopping)"
-      : deadline.aborted
-        ? `no complete answer within ${cfg.timeoutMs} ms`
-        : `${(err as Error).message}${(err as { cause?: Error }).cause ? `: ${(err as { cause: Error }).cause.message}` : ""}`;
-    throw new AgentError("ESCRAPE", `${cfg.url}: ${why}`, {}, { cause: err });
+    if (signal.aborted && signal.reason instanceof AgentError) throw signal.reason;
+    const cause = (err as { cause?: Error }).cause;
+    throw new AgentError(
+      "ESCRAPE",
+      `${cfg.url}: ${(err as Error).message}${cause ? `: ${cause.message}` : ""}`,
+      {},
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -89,7 +89,11 @@ export function valuesOf(text: string, cfg: Pick<ScrapeConfig, "names" | "maxSam
   return out;
 }
 
-/** Reads one scraped source: text from HTTP or a command, then its values. Throws ESCRAPE or EBAD_METRICS. */
+/**
+ * Reads one scraped source: text from HTTP or a command, then its values. Throws ESCRAPE or
+ * EBAD_METRICS. `signal` is the read's deadline (its reason, an AgentError, says why it aborted);
+ * a command is also killed after its own timeoutMs.
+ */
 export async function scrape(cfg: ScrapeConfig, signal: AbortSignal): Promise<Map<string, number>> {
   const text = cfg.kind === "http" ? await fetchText(cfg, signal) : await execText(cfg, signal);
   return valuesOf(text, cfg);

@@ -8,11 +8,14 @@ import assert from "node:assert/strict";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { type RunningAgent, startAgent } from "../../agent/index.js";
+import { parseConfig, type RunningAgent, startAgent } from "../../agent/index.js";
+import { ServiceMetrics } from "../../agent/service_metrics/collector.js";
 import { Heartbeat } from "../../proto/index.js";
-import { agentDoc, tempDir, waitFor, writeConfig } from "../helpers/agent_harness.js";
+import { agentDoc, must, tempDir, waitFor, writeConfig } from "../helpers/agent_harness.js";
 import { hotpatch, jsonLines } from "../helpers/cli.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 import { type MetricsPage, startMetricsPage } from "../helpers/metrics_page.js";
@@ -218,6 +221,51 @@ describe("service metrics in heartbeats", () => {
           );
       }
       assert.ok(keys.every((k) => !PROC_KEYS.test(k) || Number.isFinite(b.metrics[k])));
+    }
+  });
+});
+
+describe("service metrics reads over time", () => {
+  it("a hung page keeps timing out after garbage collection: every read has a live deadline", async () => {
+    // Node 20 may collect an AbortSignal.timeout held only by an AbortSignal.any, which then never
+    // fires: a hung page would then stop the source's loop for good.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const tmp = await tempDir("hotpatch-svcmetrics-gc-");
+    const page = await startMetricsPage(tmp.dir, "#!hang\n");
+    const svc = must(
+      parseConfig(
+        {
+          ...agentDoc(tmp.dir, "n", "nats://127.0.0.1:4222"),
+          services: [
+            {
+              name: "svc",
+              process: { pid: process.pid },
+              metrics: { intervalMs: 50, process: false, http: { url: page.url, timeoutMs: 100 } },
+            },
+          ],
+        },
+        "gc.yaml",
+      ).services[0],
+      "service",
+    );
+    let failed = 0;
+    const collector = new ServiceMetrics(svc, () => null, {
+      log: () => undefined,
+      read: (_s, _src, ok) => {
+        if (!ok) failed++;
+      },
+    });
+    const collecting = setInterval(gc, 10);
+    collector.start();
+    try {
+      await waitFor("5 timed-out reads", () => (failed >= 5 ? true : undefined), 20_000);
+      assert.deepEqual(collector.snapshot(), { "svc.up.http": 0, "svc.metrics_up": 0 });
+    } finally {
+      clearInterval(collecting);
+      await collector.stop();
+      await page.close();
+      await tmp.cleanup();
     }
   });
 });
