@@ -24,6 +24,7 @@ import { makeRole } from "./roles/make_role.js";
 import type { RoleController } from "./roles/types.js";
 import { AgentService, roleToProto } from "./service/agent_service.js";
 import { AllowList } from "./service/allow_list.js";
+import { ServiceMetrics } from "./service_metrics/collector.js";
 import { BundleStore } from "./store/bundle_store.js";
 
 /** Options of startAgent beyond the configuration. */
@@ -114,6 +115,16 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
 
     // Probes and load run on their own loop; heartbeats publish the latest results without waiting.
     const watches = config.services.map((s) => new ServiceWatch(s, ids));
+    // Service metrics read on loops of their own; started after the first probe round found the processes.
+    const serviceMetrics = config.services.map(
+      (s, i) =>
+        new ServiceMetrics(s, () => watches[i]?.mainProcess() ?? null, {
+          log: (level, msg, extra) => log[level](extra, msg),
+          read: (service, source, ok) =>
+            metrics.serviceMetricReads.inc({ service, source, result: ok ? "ok" : "failed" }),
+        }),
+    );
+    cleanups.push(() => Promise.all(serviceMetrics.map((m) => m.stop())).then(() => undefined));
     let health: ServiceHealthNow[] = [];
     // Announced in heartbeats once the gRPC server listens, so controllers can find this agent.
     let grpcAddress = "";
@@ -125,6 +136,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
         const started = performance.now();
         try {
           [health, load] = await Promise.all([Promise.all(watches.map((w) => w.check())), readLoad()]);
+          for (const m of serviceMetrics) m.start();
           if (++n % 20 === 0) await service.refreshStates();
         } catch (err) {
           log.warn({ err }, "probe round failed");
@@ -172,7 +184,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
           agentStartTime,
           patches: service.patchStates(),
           load,
-          metrics: {},
+          metrics: Object.assign({}, ...serviceMetrics.map((m) => m.snapshot())),
         }),
         metrics,
         runId,

@@ -26,6 +26,10 @@ export type AgentErrorCode =
   | "EHOOK"
   /** NATS could not be reached or refused an operation. */
   | "ENATS"
+  /** A service metrics source could not be read (HTTP error or timeout, command failed, process gone). */
+  | "ESCRAPE"
+  /** A metrics source answered, but not in the Prometheus text format, or with more samples than allowed. */
+  | "EBAD_METRICS"
   /** A failure the agent did not expect; the message says what happened. */
   | "EINTERNAL";
 
@@ -39,6 +43,10 @@ export interface AgentErrorContext {
   path?: string;
   /** Config field (dotted path) involved. */
   field?: string;
+  /** Service metrics source involved, `<service>.<proc|http|exec>`. */
+  source?: string;
+  /** Line of a metrics text (1-based) that could not be parsed. */
+  line?: number;
 }
 
 /** A failure of the agent, with a stable code, what it was working on, and the underlying cause. */

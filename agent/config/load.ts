@@ -10,14 +10,18 @@ import type {
   HooksConfig,
   ProbeConfig,
   RoleSource,
+  ScrapeConfig,
   SelectorConfig,
   ServiceConfig,
+  ServiceMetricsConfig,
 } from "./types.js";
 
 type Obj = Record<string, unknown>;
 
 const nameRe = /^[A-Za-z0-9_-]{1,64}$/;
 const hostPortRe = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+/** A Prometheus metric name (it cannot hold a '.', so `<service>.proc.*` never collides with a scraped name). */
+const metricNameRe = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /** Collects issues while reading fields; each getter returns a usable fallback after recording a problem. */
@@ -260,10 +264,77 @@ function readRole(r: Reader, v: unknown, intervalMs: number): RoleSource {
   return { source, leaseTtlMs, renewMs, demoteAfterMs, bucket, hooks };
 }
 
+/** The parts every scrape has: timeout, the allow-list of names, the sample cap. */
+function readScrapeCommon(r: Reader, o: Obj, field: string) {
+  const timeoutMs = r.int(o.timeoutMs, join(field, "timeoutMs"), 1, 60_000, 1000);
+  const maxSamples = r.int(o.maxSamples, join(field, "maxSamples"), 1, 10_000, 100);
+  let names: string[] | null = null;
+  if (o.names !== undefined) {
+    const list = r.list(o.names, join(field, "names"));
+    if (Array.isArray(o.names) && list.length === 0)
+      r.bad(join(field, "names"), "expected at least one metric name (leave names out to keep every sample)");
+    names = list.map((n, i) => {
+      if (typeof n === "string" && metricNameRe.test(n)) {
+        if (list.indexOf(n) !== i)
+          r.bad(join(join(field, "names"), i), `expected each name once, "${n}" is listed twice`);
+        return n;
+      }
+      r.bad(
+        join(join(field, "names"), i),
+        `expected a Prometheus metric name (letters, digits, '_' and ':', not starting with a digit; labels are not part of it), got ${JSON.stringify(n)}`,
+      );
+      return "";
+    });
+  }
+  return { timeoutMs, maxSamples, names };
+}
+
+function readScrape(r: Reader, kind: "http" | "exec", v: unknown, field: string): ScrapeConfig | undefined {
+  const o = r.obj(v, field);
+  if (!o) return undefined;
+  if (kind === "http") {
+    r.known(o, field, ["url", "timeoutMs", "names", "maxSamples"]);
+    const url = r.str(o.url, join(field, "url"));
+    if (url && !/^https?:\/\/[^\s/]+/.test(url))
+      r.bad(join(field, "url"), `expected an http:// or https:// URL of a metrics page, got "${url}"`);
+    return { kind, url, ...readScrapeCommon(r, o, field) };
+  }
+  r.known(o, field, ["run", "timeoutMs", "names", "maxSamples"]);
+  const common = readScrapeCommon(r, o, field);
+  const isMap = o.run !== null && typeof o.run === "object" && !Array.isArray(o.run);
+  const cmd = isMap ? undefined : r.command(o.run, join(field, "run"), common.timeoutMs);
+  if (o.run === undefined || isMap)
+    r.bad(
+      join(field, "run"),
+      'expected the command to run: a string like "/usr/local/bin/stats --prom" or a list of arguments',
+    );
+  return cmd ? { kind, argv: cmd.argv, ...common } : undefined;
+}
+
+function readServiceMetrics(r: Reader, v: unknown, field: string): ServiceMetricsConfig {
+  const o = r.obj(v, field, false) ?? {};
+  r.known(o, field, ["intervalMs", "maxAgeMs", "process", "http", "exec"]);
+  const intervalMs = r.int(o.intervalMs, join(field, "intervalMs"), 50, 600_000, 1000);
+  const scrapes = (["http", "exec"] as const)
+    .filter((k) => o[k] !== undefined)
+    .map((k) => readScrape(r, k, o[k], join(field, k)))
+    .filter((s): s is ScrapeConfig => s !== undefined);
+  // A healthy source refreshes at least every interval + timeout; allow one late read on top.
+  const slowest = intervalMs + Math.max(0, ...scrapes.map((s) => s.timeoutMs));
+  const maxAgeMs = r.int(o.maxAgeMs, join(field, "maxAgeMs"), 1, 3_600_000, slowest + intervalMs);
+  if (o.maxAgeMs !== undefined && maxAgeMs < slowest) {
+    r.bad(
+      join(field, "maxAgeMs"),
+      `expected at least intervalMs + the longest timeoutMs (${slowest}), or every value would be dropped as stale before the next read; got ${maxAgeMs}`,
+    );
+  }
+  return { intervalMs, maxAgeMs, process: r.bool(o.process, join(field, "process"), true), scrapes };
+}
+
 function readService(r: Reader, v: unknown, field: string): ServiceConfig | undefined {
   const o = r.obj(v, field);
   if (!o) return undefined;
-  r.known(o, field, ["name", "process", "probes"]);
+  r.known(o, field, ["name", "process", "probes", "metrics"]);
   const probes = r
     .list(o.probes, join(field, "probes"), [])
     .map((p, i) => readProbe(r, p, join(join(field, "probes"), i)))
@@ -272,6 +343,7 @@ function readService(r: Reader, v: unknown, field: string): ServiceConfig | unde
     name: r.name(o.name, join(field, "name")),
     process: readSelector(r, o.process, join(field, "process")),
     probes,
+    metrics: readServiceMetrics(r, o.metrics, join(field, "metrics")),
   };
 }
 

@@ -99,6 +99,45 @@ export type ProbeConfig =
   | { name: string; kind: "http"; url: string; expectStatus: number; timeoutMs: number }
   | { name: string; kind: "exec"; argv: string[]; timeoutMs: number };
 
+/** A scrape of the Prometheus text exposition format (an HTTP endpoint or a command's output). */
+interface ScrapeCommon {
+  /** The scrape is abandoned (and counts as failed) after this long. */
+  timeoutMs: number;
+  /** Metric names to keep (sample names, e.g. `http_requests_total`); null keeps every sample. */
+  names: string[] | null;
+  /** A scrape with more samples than this (after `names`) fails, so heartbeats stay small. */
+  maxSamples: number;
+}
+
+/** `GET url`, expecting 200 and the text format. */
+export interface HttpScrapeConfig extends ScrapeCommon {
+  kind: "http";
+  /** http:// or https:// URL of the metrics page. */
+  url: string;
+}
+
+/** A command (argv form, no shell) that prints the text format on stdout and exits 0. */
+export interface ExecScrapeConfig extends ScrapeCommon {
+  kind: "exec";
+  /** Program and arguments. */
+  argv: string[];
+}
+
+/** A scraped source of service metrics. */
+export type ScrapeConfig = HttpScrapeConfig | ExecScrapeConfig;
+
+/** Service metrics carried in heartbeats as `<service>.<metric>`. */
+export interface ServiceMetricsConfig {
+  /** How often each source is read (each on its own loop; a heartbeat never waits for one). */
+  intervalMs: number;
+  /** Values from a read older than this are dropped from heartbeats (never republished as fresh). */
+  maxAgeMs: number;
+  /** Built-in metrics of the service's main process from /proc (`<service>.proc.*`). */
+  process: boolean;
+  /** Scraped sources: at most one http and one exec. */
+  scrapes: ScrapeConfig[];
+}
+
 /** A service whose health the heartbeat reports. */
 export interface ServiceConfig {
   /** Name in heartbeats. */
@@ -107,6 +146,8 @@ export interface ServiceConfig {
   process: SelectorConfig;
   /** Extra probes; the process check (alive, same start time) is always done. */
   probes: ProbeConfig[];
+  /** Metrics published in heartbeats for rollout gates. */
+  metrics: ServiceMetricsConfig;
 }
 
 /** The whole agent configuration. */

@@ -16,6 +16,8 @@ const byCode: Record<AgentErrorCode, status> = {
   ECANCELLED: status.CANCELLED,
   EHOOK: status.ABORTED,
   ENATS: status.UNAVAILABLE,
+  ESCRAPE: status.UNAVAILABLE,
+  EBAD_METRICS: status.INTERNAL,
   EINTERNAL: status.INTERNAL,
 };
 

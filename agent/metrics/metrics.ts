@@ -73,6 +73,14 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  /** Reads of service metrics sources (heartbeat metrics), by service, source and result. */
+  readonly serviceMetricReads = new Counter({
+    name: "hotpatch_service_metric_reads_total",
+    help: "Reads of service metrics sources for heartbeats, by service, source (proc, http, exec) and result (ok, failed)",
+    labelNames: ["service", "source", "result"],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "hotpatch_agent_" });
   }

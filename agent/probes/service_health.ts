@@ -58,6 +58,11 @@ export class ServiceWatch {
     return done(true, "");
   }
 
+  /** The main process as of the last check, or null when none runs (or none was found yet). */
+  mainProcess(): { pid: number; startTime: number } | null {
+    return this.main ? { ...this.main } : null;
+  }
+
   /** Runs every check once. */
   async check(): Promise<ServiceHealthNow> {
     const [proc, ...probes] = await Promise.all([this.processCheck(), ...this.svc.probes.map(runProbe)]);

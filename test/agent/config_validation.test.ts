@@ -48,6 +48,59 @@ function mutate(change: (d: ReturnType<typeof good> & Record<string, unknown>) =
   return d;
 }
 
+type Doc = ReturnType<typeof good> & Record<string, unknown>;
+
+/** Bad `services[0].metrics` sections: what is set, the field named, what the message says. */
+function metricsCases(): [string, (d: Doc) => void, string, RegExp][] {
+  const f = "services[0].metrics";
+  const set = (m: unknown) => (d: Doc) => {
+    (d.services[0] as Record<string, unknown>).metrics = m;
+  };
+  const http = (h: Record<string, unknown>) => set({ http: { url: "http://127.0.0.1:9100/metrics", ...h } });
+  return [
+    ["metrics that are not a mapping", set(5), f, /expected a mapping/],
+    ["a misspelt metrics key", set({ intervall: 500 }), `${f}.intervall`, /unknown field/],
+    ["a metrics interval below 50 ms", set({ intervalMs: 10 }), `${f}.intervalMs`, /integer from 50/],
+    ["process metrics set to a string", set({ process: "yes" }), `${f}.process`, /true or false/],
+    [
+      "maxAgeMs below interval + timeout",
+      set({ intervalMs: 1000, maxAgeMs: 1100, http: { url: "http://x/metrics", timeoutMs: 500 } }),
+      `${f}.maxAgeMs`,
+      /at least intervalMs \+ the longest timeoutMs \(1500\)/,
+    ],
+    ["an http scrape that is not a mapping", set({ http: "http://x/metrics" }), `${f}.http`, /expected a mapping/],
+    ["an http scrape without a url", set({ http: { timeoutMs: 100 } }), `${f}.http.url`, /non-empty string/],
+    ["an http scrape with a non-http url", http({ url: "file:///tmp/m" }), `${f}.http.url`, /http:\/\/ or https:\/\//],
+    ["an http scrape with a misspelt key", http({ timeout: 100 }), `${f}.http.timeout`, /unknown field/],
+    ["a scrape timeout of 0", http({ timeoutMs: 0 }), `${f}.http.timeoutMs`, /integer from 1 to 60000/],
+    ["a maxSamples of 0", http({ maxSamples: 0 }), `${f}.http.maxSamples`, /integer from 1 to 10000/],
+    ["names that are not a list", http({ names: "queue_depth" }), `${f}.http.names`, /expected a list/],
+    ["an empty names list", http({ names: [] }), `${f}.http.names`, /at least one metric name/],
+    [
+      "a name with labels",
+      http({ names: ['rpc_total{code="500"}'] }),
+      `${f}.http.names[0]`,
+      /Prometheus metric name .*labels are not part of it/,
+    ],
+    ["a name listed twice", http({ names: ["a", "a"] }), `${f}.http.names[1]`, /listed twice/],
+    ["an exec scrape without run", set({ exec: { timeoutMs: 100 } }), `${f}.exec.run`, /expected the command to run/],
+    ["an exec scrape with an empty command", set({ exec: { run: [] } }), `${f}.exec.run`, /expected a command/],
+    [
+      "an exec scrape whose run is a mapping",
+      set({ exec: { run: { run: "x" } } }),
+      `${f}.exec.run`,
+      /the command to run/,
+    ],
+    ["an exec scrape with argv instead of run", set({ exec: { argv: ["x"] } }), `${f}.exec.argv`, /unknown field/],
+    [
+      "an exec scrape with a bad name",
+      set({ exec: { run: "x", names: ["9lives"] } }),
+      `${f}.exec.names[0]`,
+      /metric name/,
+    ],
+  ];
+}
+
 describe("agent configuration", () => {
   it("a good file loads, with defaults filled in and relative paths resolved against the file's folder", () => {
     const c = parseConfig(good(), "test.yaml", "/etc/hotpatch");
@@ -72,6 +125,39 @@ describe("agent configuration", () => {
       timeoutMs: 1000,
     });
     assert.equal(c.metricsListen, "127.0.0.1:9464");
+  });
+
+  it("service metrics: /proc metrics on by default; http and exec scrapes with their defaults", () => {
+    const plain = parseConfig(good(), "t", "/");
+    assert.deepEqual(plain.services[0]?.metrics, { intervalMs: 1000, maxAgeMs: 2000, process: true, scrapes: [] });
+    const c = parseConfig(
+      mutate(
+        (d) =>
+          ((d.services[0] as Record<string, unknown>).metrics = {
+            intervalMs: 500,
+            process: false,
+            http: { url: "http://127.0.0.1:9100/metrics", timeoutMs: 200, names: ["queue_depth", "rpc:errors"] },
+            exec: { run: "/usr/local/bin/stats --prom", maxSamples: 20 },
+          }),
+      ),
+      "t",
+      "/",
+    );
+    assert.deepEqual(c.services[0]?.metrics, {
+      intervalMs: 500,
+      maxAgeMs: 2000,
+      process: false,
+      scrapes: [
+        {
+          kind: "http",
+          url: "http://127.0.0.1:9100/metrics",
+          timeoutMs: 200,
+          maxSamples: 100,
+          names: ["queue_depth", "rpc:errors"],
+        },
+        { kind: "exec", argv: ["/usr/local/bin/stats", "--prom"], timeoutMs: 1000, maxSamples: 20, names: null },
+      ],
+    });
   });
 
   it("managed roles get a demote deadline below the lease ttl by default", () => {
@@ -147,6 +233,7 @@ describe("agent configuration", () => {
       "services[0].process",
       /at least one of/,
     ],
+    ...metricsCases(),
     ["a relative allow-list path", (d) => (d.allow = ["bin/app"]), "allow[0]", /absolute path/],
     ["no bundle dir", (d) => delete (d as Record<string, unknown>).bundleDir, "bundleDir", /non-empty string/],
     ["a misspelt key", (d) => ((d as Record<string, unknown>).auditlog = "x"), "auditlog", /unknown field/],
