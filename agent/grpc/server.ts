@@ -12,6 +12,7 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from "@grpc/grpc-js";
+import { deadlineSignal } from "../../common/index.js";
 import {
   type AgentServiceServer,
   AgentServiceService,
@@ -66,16 +67,18 @@ function actorOf(call: ServerSurfaceCall): string {
 function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { deadlineAt: number; done(): void } {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
-  const ms = Math.max(0, at - Date.now());
-  const timeout = AbortSignal.timeout(ms);
   const cancel = new AbortController();
+  const deadline = deadlineSignal(at - Date.now(), cancel.signal);
   const onCancel = () => cancel.abort(new AgentError("ECANCELLED", "the client cancelled the call"));
   call.once("cancelled", onCancel);
   return {
     actor: actorOf(call),
-    signal: AbortSignal.any([timeout, cancel.signal]),
+    signal: deadline.signal,
     deadlineAt: at,
-    done: () => call.removeListener("cancelled", onCancel),
+    done: () => {
+      call.removeListener("cancelled", onCancel);
+      deadline.dispose();
+    },
   };
 }
 
@@ -95,7 +98,6 @@ function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ct
   };
 }
 
-/** The chunks of an upload after its header; the first message must be the header. */
 /**
  * The chunks of an upload after its header. grpc-js may end the stream at the deadline a moment
  * before our own deadline signal fires, so an end at or past the deadline counts as the deadline,

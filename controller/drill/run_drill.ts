@@ -3,6 +3,7 @@
  * a failover by SIGKILL of the active node's agent or service; measures detection and takeover from
  * heartbeats, and ends with the pair healthy again (or says what must be restarted).
  */
+import { deadlineSignal } from "../../common/index.js";
 import { planLoad, startLoadgen } from "../../deploy/demo/index.js";
 import { ClusterView, checkName, connectNats, type NodeView } from "../cluster/index.js";
 import { AgentPool } from "../rollout/agents.js";
@@ -93,11 +94,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
   checkOptions(opts);
   // `finished` ends the waits still pending when the drill stops early (a failed agent call).
   const finished = new AbortController();
-  const signal = AbortSignal.any([
-    ...(opts.signal ? [opts.signal] : []),
-    AbortSignal.timeout(opts.timeoutMs),
-    finished.signal,
-  ]);
+  const deadline = deadlineSignal(opts.timeoutMs, opts.signal, finished.signal);
+  const signal = deadline.signal;
   const emit = (e: DrillEvent) => opts.onEvent?.(e);
   const nc = await connectNats(opts.natsServers, `hotpatch drill ${opts.cluster}/${opts.pair}`);
   const view = ClusterView.watch(nc, opts.cluster);
@@ -131,6 +129,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
     }
   } finally {
     finished.abort(new Error("drill finished"));
+    deadline.dispose();
     obs.close();
     view.close();
     pool.close();
@@ -188,9 +187,7 @@ class Drill {
 
   /** Waits until the pair is healthy with `active` active and both nodes beat after `after` (monotonic ms); false on timeout. */
   private async healthy(after: number, budgetMs: number): Promise<boolean> {
-    const bounded = Number.isFinite(budgetMs)
-      ? AbortSignal.any([this.signal, AbortSignal.timeout(budgetMs)])
-      : this.signal;
+    const bounded = deadlineSignal(budgetMs, this.signal);
     const fresh = (node: string) => this.obs.firstBeat(node, () => true, after) !== undefined;
     try {
       await this.obs.wait(
@@ -201,7 +198,7 @@ class Drill {
           const j = judgePair(this.view.pairs().get(this.o.pair) ?? [], this.view.now());
           return j.kind === "healthy" && j.active.node === this.standby.node ? true : undefined;
         },
-        bounded,
+        bounded.signal,
       );
       return true;
     } catch (err) {
@@ -211,6 +208,8 @@ class Drill {
       )
         throw err;
       return false;
+    } finally {
+      bounded.dispose();
     }
   }
 
