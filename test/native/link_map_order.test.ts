@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { applyPatch, readMaps } from "../../native/index.js";
+import { applyPatch, readMaps, readTargetObjects } from "../../native/index.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 async function reading(t: RunningFixture): Promise<{ which: number; probe: number }> {
@@ -85,3 +85,53 @@ for (const c of cases) {
     });
   });
 }
+
+describe("a static program", () => {
+  let target: RunningFixture;
+  before(async () => {
+    target = await startFixture(
+      await compileFixture(["c/stacked_statics_b.c", "c/stacked_statics_a.c"], ["-O2", "-static"]),
+    );
+  });
+  after(async () => target?.kill());
+
+  it("has no dynamic linker list: the engine says so and still resolves in the executable", async () => {
+    const { objects, searchOrder } = await readTargetObjects(target.pid);
+    assert.equal(searchOrder.source, "maps");
+    assert.match(searchOrder.source === "maps" ? searchOrder.reason : "", /static program/);
+    assert.equal(objects[0]?.executable, true);
+    await applyPatch(target.pid, {
+      id: "static",
+      // Without unwind tables: registering them in a static program waits for every thread to leave the
+      // whole executable, taken as the unwinder's code (a limit of its own, not of symbol resolution).
+      soPath: await compileFixture("c/helper_patch.c", ["-O2", "-shared", "-fPIC", "-fno-asynchronous-unwind-tables"]),
+      functions: [{ symbol: "stacked_statics_b.c:helper", replacement: "helper_v2" }],
+    });
+    await target.nextLine(/^answers /);
+    assert.equal(await target.nextLine(/^answers /), "answers a=101 b=901");
+  });
+});
+
+describe("a dynamic program", () => {
+  let target: RunningFixture;
+  before(async () => {
+    target = await startFixture(await compileFixture(source, [...flags, libA, libB]));
+  });
+  after(async () => target?.kill());
+
+  it("lists its objects in ld.so's order: the executable, then its libraries as loaded", async () => {
+    const { objects, searchOrder } = await readTargetObjects(target.pid);
+    assert.deepEqual(searchOrder, { source: "link_map" });
+    assert.equal(objects[0]?.executable, true);
+    assert.equal(objects[0]?.linkMapIndex, 0);
+    const paths = objects.map((o) => o.path);
+    assert.ok(
+      paths.indexOf(libA) < paths.indexOf(libB) && paths.indexOf(libB) < paths.findIndex((p) => /libc\.so/.test(p)),
+    );
+    const indexes = objects.map((o) => o.linkMapIndex).filter((i) => i !== null);
+    assert.deepEqual(
+      indexes,
+      [...indexes].sort((a, b) => a - b),
+    );
+  });
+});
