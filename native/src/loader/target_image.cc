@@ -425,6 +425,12 @@ ResolvedSymbol TargetImage::Resolve(const std::string& qualified) const {
   if (name.empty()) throw EngineError("ENOSYMBOL", "empty symbol name in '" + qualified + "'");
   const LoadedObject& exe = objects_.front();
   if (auto r = FromObject(exe, *exe.elf, file, name, true)) return *r;
+  // The executable's separate debug info stands in for the .symtab a stripped build lacks, before
+  // the libraries, so that stripping changes no answer (its statics win over their exports).
+  const ElfInfo* debug = DebugInfo();
+  if (debug != nullptr) {
+    if (auto r = FromObject(exe, *debug, file, name, true)) return *r;
+  }
   if (file.empty()) {
     for (size_t i = 1; i < objects_.size(); ++i) {
       const LoadedObject& obj = objects_[i];
@@ -436,9 +442,6 @@ ResolvedSymbol TargetImage::Resolve(const std::string& qualified) const {
       }
       if (auto r = FromObject(obj, *obj.elf, "", name, false)) return *r;
     }
-  }
-  if (const ElfInfo* debug = DebugInfo()) {
-    if (auto r = FromObject(exe, *debug, file, name, true)) return *r;
   }
   const std::string order =
       order_.link_map ? " in the dynamic linker's order" : " in address order (" + order_.reason + ")";

@@ -59,9 +59,9 @@ class TargetImage {
   // debug info by build-id (default /usr/lib/debug when empty).
   TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache);
 
-  // Resolves a defined symbol: the executable's .symtab (statics included) and .dynsym, then the
-  // libraries' exported symbols in the dynamic linker's order (the first definition wins, as in
-  // the target), then the executable's separate debug info. A static name defined in several
+  // Resolves a defined symbol: the executable's .symtab (statics included) and .dynsym, then its
+  // separate debug info (standing in for a stripped .symtab), then the libraries' exported symbols
+  // in the dynamic linker's order (the first definition wins, as in the target). A static name defined in several
   // source files must be qualified as "file.c:name". An IFUNC resolves to the implementation the
   // target's ld.so chose. Throws ENOSYMBOL, EAMBIGUOUS_SYMBOL, EUNSUPPORTED_PATCH (an IFUNC whose
   // choice cannot be known), EELF_OPEN (a library searched before the name was found could not
