@@ -23,7 +23,8 @@ bool ReadWords(const TargetMemory& mem, uint64_t addr, uint64_t* out, size_t n) 
 
 }  // namespace
 
-LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dynamic_size, uint64_t r_debug_symbol) {
+LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dynamic_size,
+                         const std::function<uint64_t()>& r_debug_symbol) {
   if (dynamic == 0) return {{}, "the executable has no dynamic section (a static program has no dynamic linker)"};
   uint64_t r_debug = 0;
   std::vector<uint64_t> dyn(dynamic_size / sizeof(uint64_t));
@@ -31,7 +32,7 @@ LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dyn
   for (size_t i = 0; i + 1 < got / sizeof(uint64_t) && dyn[i] != DT_NULL; i += 2) {
     if (dyn[i] == DT_DEBUG) r_debug = dyn[i + 1];
   }
-  if (r_debug == 0) r_debug = r_debug_symbol;
+  if (r_debug == 0) r_debug = r_debug_symbol();
   if (r_debug == 0) {
     return {{}, "the executable's DT_DEBUG is empty and no _r_debug was found (the dynamic linker has not started yet?)"};
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,10 @@ struct LinkMapChain {
 };
 
 // `dynamic` and `dynamic_size`: the executable's PT_DYNAMIC in the target (0 for a static program).
-// `r_debug_symbol`: ld.so's `_r_debug` in the target, 0 if unknown; used when DT_DEBUG is empty.
+// `r_debug_symbol`: finds ld.so's `_r_debug` in the target (0 if none); asked only when DT_DEBUG is empty.
 // The target may be running: a dlopen or dlclose in progress changes only the chain's tail, never
 // the objects loaded at start-up.
-LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dynamic_size, uint64_t r_debug_symbol);
+LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dynamic_size,
+                         const std::function<uint64_t()>& r_debug_symbol);
 
 }  // namespace hotpatch

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <map>
 
 #include "../engine_error.h"
@@ -235,14 +234,15 @@ void TargetImage::OrderByLinkMap() {
       dynamic_size = ph.memsz;
     }
   }
-  uint64_t r_debug_symbol = 0;
-  for (const LoadedObject& obj : objects_) {
-    if (dynamic == 0 || !obj.elf || obj.is_executable) continue;
-    for (const ElfSymbol& s : obj.elf->symbols) {
-      if (s.name == "_r_debug" && s.shndx != SHN_UNDEF && s.bind != STB_LOCAL) r_debug_symbol = obj.bias + s.value;
+  auto r_debug_symbol = [this]() -> uint64_t {
+    for (const LoadedObject& obj : objects_) {
+      if (!obj.elf || obj.is_executable) continue;
+      for (const ElfSymbol& s : obj.elf->symbols) {
+        if (s.name == "_r_debug" && s.shndx != SHN_UNDEF && s.bind != STB_LOCAL) return obj.bias + s.value;
+      }
     }
-    if (r_debug_symbol != 0) break;
-  }
+    return 0;
+  };
   const LinkMapChain chain = ReadLinkMap(memory_, dynamic, dynamic_size, r_debug_symbol);
   if (!chain.unavailable.empty()) {
     order_ = {false, chain.unavailable};
