@@ -164,7 +164,6 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectC
   for (Candidate& c : FindCandidates(maps_)) {
     const bool is_exe =
         !have_exe && (SameFile(*c.first, exe_st) || (c.path == exe_path && c.deleted == exe_deleted));
-    if (!is_exe && c.code.empty()) continue;  // a mapped data file (locale archive, ...), not a loaded object
     LoadedObject obj{c.path, "", OnDisk::kSame, c.first->start, c.end, std::move(c.code), 0, is_exe, std::nullopt,
                      nullptr, ""};
     const std::string at_path = proc + "/root" + c.path;
@@ -208,7 +207,9 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectC
       } catch (const EngineError& e) {
         obj.unreadable = e.what();
       }
-      if (!obj.elf && obj.unreadable.empty()) continue;  // mapped, but not an ELF object
+      // Not an ELF object (a locale archive, ...); nor is something unreadable without code worth
+      // stopping a lookup for.
+      if (!obj.elf && (obj.unreadable.empty() || obj.code.empty())) continue;
     }
     if (obj.elf) {
       const auto bias = BiasAt(*obj.elf, obj.start);
