@@ -45,6 +45,23 @@ export interface RawMapping {
   path: string;
 }
 
+export interface RawTargetObjects {
+  objects: {
+    path: string;
+    disk: "same" | "replaced" | "deleted";
+    source: string;
+    buildId: string | null;
+    start: bigint;
+    end: bigint;
+    bias: bigint;
+    executable: boolean;
+    linkMapIndex: number | null;
+    unreadable?: string;
+  }[];
+  linkMap: boolean;
+  reason: string;
+}
+
 /** Result of a patch operation as the addon returns it. */
 export interface RawOpResult {
   patch: PatchRecord;
@@ -64,6 +81,7 @@ export interface RawOpOptions {
 export interface NativeAddon {
   readElf(path: string): Promise<RawElfInfo>;
   readMaps(pid: number): Promise<RawMapping[]>;
+  readTargetObjects(pid: number): Promise<RawTargetObjects>;
   loadPatch(pid: number, spec: PatchSpec, opts: RawOpOptions): Promise<RawOpResult>;
   applyBatch(pids: number[], spec: PatchSpec, opts: RawOpOptions & { parallel?: number }): Promise<ApplyOutcome[]>;
   activatePatch(pid: number, id: string, opts: RawOpOptions): Promise<RawOpResult>;

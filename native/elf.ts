@@ -1,7 +1,16 @@
 /** Reading ELF files and process mappings, with names instead of raw ELF numbers. */
 import { addon, type RawElfInfo } from "./binding.js";
 import { EngineError } from "./errors.js";
-import type { ElfInfo, ElfSymbol, ElfType, Mapping, SymbolBinding, SymbolKind } from "./types.js";
+import type {
+  ElfInfo,
+  ElfSymbol,
+  ElfType,
+  MappedObject,
+  Mapping,
+  SymbolBinding,
+  SymbolKind,
+  TargetObjects,
+} from "./types.js";
 
 const elfTypes: Record<number, ElfType> = { 1: "relocatable", 2: "executable", 3: "shared", 4: "core" };
 const symbolKinds: Record<number, SymbolKind> = { 0: "notype", 1: "object", 2: "function", 6: "tls", 10: "ifunc" };
@@ -48,6 +57,23 @@ export async function readElf(path: string): Promise<ElfInfo> {
 export async function readMaps(pid: number): Promise<Mapping[]> {
   try {
     return await addon.readMaps(pid);
+  } catch (err) {
+    throw EngineError.from(err, { pid });
+  }
+}
+
+/**
+ * The ELF objects a process has mapped, in the order the engine searches them for a patch's
+ * undefined symbols (the dynamic linker's order when it can be read), each read as mapped: a file
+ * replaced or deleted on disk since the process started is read through the mapping itself.
+ */
+export async function readTargetObjects(pid: number): Promise<TargetObjects> {
+  try {
+    const raw = await addon.readTargetObjects(pid);
+    return {
+      objects: raw.objects.map((o): MappedObject => ({ ...o })),
+      searchOrder: raw.linkMap ? { source: "link_map" } : { source: "maps", reason: raw.reason },
+    };
   } catch (err) {
     throw EngineError.from(err, { pid });
   }

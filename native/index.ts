@@ -1,5 +1,5 @@
 /** Public face of the native engine. */
-export { readElf, readMaps } from "./elf.js";
+export { readElf, readMaps, readTargetObjects } from "./elf.js";
 export {
   activatePatch,
   applyPatch,
@@ -30,7 +30,11 @@ export type {
   ElfSection,
   ElfSymbol,
   ElfType,
+  MappedObject,
   Mapping,
+  OnDisk,
+  SearchOrder,
   SymbolBinding,
   SymbolKind,
+  TargetObjects,
 } from "./types.js";

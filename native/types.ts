@@ -107,3 +107,51 @@ export interface Mapping {
   /** Path of the mapped file, a pseudo-path such as `[heap]`, or "" for anonymous memory. */
   path: string;
 }
+
+/** How the file now at a mapped object's path relates to the object the process has mapped. */
+export type OnDisk =
+  /** The same file (or, when that cannot be checked, a file of the same build-id). */
+  | "same"
+  /** Another file is there now (a package upgrade renamed a new build over it). */
+  | "replaced"
+  /** Nothing is there any more. */
+  | "deleted";
+
+/** An ELF object a process has mapped, as the engine reads it (the mapped file, never a newer one). */
+export interface MappedObject {
+  /** Path as the target sees it, without the kernel's " (deleted)". */
+  path: string;
+  /** Whether the file at `path` is still the one mapped. */
+  disk: OnDisk;
+  /** The file that was read: `/proc/PID/exe`, `/proc/PID/map_files/…`, or the path through `/proc/PID/root`. */
+  source: string;
+  /** Build-id of the mapped object itself, or null (none, or unreadable). */
+  buildId: string | null;
+  /** First address of its mappings. */
+  start: bigint;
+  /** One past the last address of its mappings. */
+  end: bigint;
+  /** Load bias: add to a symbol value to get its address. */
+  bias: bigint;
+  /** The main program. */
+  executable: boolean;
+  /** Its place in the dynamic linker's list of objects, or null when ld.so does not list it. */
+  linkMapIndex: number | null;
+  /** Why the mapped file could not be read, when it could not. */
+  unreadable?: string;
+}
+
+/** Where the order of libraries searched for a patch's undefined symbols comes from. */
+export type SearchOrder =
+  /** The dynamic linker's own list (r_debug's link_map chain): interposition as in the target. */
+  | { source: "link_map" }
+  /** Address order, because the list could not be read (`reason`, e.g. a static program). */
+  | { source: "maps"; reason: string };
+
+/** The objects of a process in the order the engine searches them. */
+export interface TargetObjects {
+  /** The executable first, then the libraries in search order, then objects ld.so does not list. */
+  objects: MappedObject[];
+  /** Where the libraries' order comes from. */
+  searchOrder: SearchOrder;
+}

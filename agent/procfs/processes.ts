@@ -136,7 +136,9 @@ export async function matches(p: ProcessFacts, sel: Selector, ids: BuildIdCache)
   if (sel.libraryPath) {
     try {
       const maps = await readMaps(p.pid);
-      if (!maps.some((m) => m.path === sel.libraryPath)) return false;
+      // " (deleted)": it still maps an older build of that library (replaced on disk since).
+      const wanted = [sel.libraryPath, `${sel.libraryPath} (deleted)`];
+      if (!maps.some((m) => wanted.includes(m.path))) return false;
     } catch {
       return false;
     }

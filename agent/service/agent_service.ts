@@ -3,7 +3,7 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
-import { readMaps } from "../../native/index.js";
+import { readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
   type Event,
@@ -213,14 +213,17 @@ export class AgentService {
         message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}; bundle ${bundle.id} is for build-id ${t.buildId}`,
       };
     }
-    const maps = await readMaps(p.pid).catch(() => []);
-    const files = [...new Set(maps.filter((m) => m.path.startsWith("/") && m.inode !== 0).map((m) => m.path))];
-    for (const f of files) {
-      if ((await this.d.ids.forFile(`/proc/${p.pid}/root${f}`)) === t.buildId) return { file: f };
-    }
+    // The libraries as mapped: after a package upgrade a process may still map an older build
+    // than the file now at the same path.
+    const objects = (await readTargetObjects(p.pid).catch(() => null))?.objects ?? [];
+    const lib = objects.find((o) => !o.executable && o.buildId === t.buildId);
+    if (lib) return { file: lib.path };
+    const named = t.path ? objects.find((o) => o.path === t.path) : undefined;
     return {
       code: "EBUILDID",
-      message: `process ${p.pid} maps no library with build-id ${t.buildId} (bundle ${bundle.id})`,
+      message: `process ${p.pid} maps no library with build-id ${t.buildId} (bundle ${bundle.id})${
+        named ? `: it maps ${named.path} with build-id ${named.buildId ?? "(none)"}` : ""
+      }`,
     };
   }
 

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "elf_file.h"
+#include "loader/target_image.h"
 #include "proc_maps.h"
 #include "promise_worker.h"
 #include "workers/patch_workers.h"
@@ -108,6 +109,50 @@ class ReadMapsWorker : public PromiseWorker {
   std::vector<Mapping> maps_;
 };
 
+// The ELF objects a process has mapped, as the engine reads them for symbol resolution.
+class ReadTargetObjectsWorker : public PromiseWorker {
+ public:
+  ReadTargetObjectsWorker(Napi::Env env, pid_t pid) : PromiseWorker(env), pid_(pid) {}
+
+ protected:
+  void Run() override {
+    ObjectCache cache;
+    const TargetImage image(pid_, {}, cache);
+    objects_ = image.objects();
+    order_ = image.search_order();
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array objects = Napi::Array::New(env, objects_.size());
+    for (size_t i = 0; i < objects_.size(); ++i) {
+      const LoadedObject& obj = objects_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("path", obj.path);
+      o.Set("disk", obj.disk == OnDisk::kSame ? "same" : obj.disk == OnDisk::kReplaced ? "replaced" : "deleted");
+      o.Set("source", obj.source);
+      o.Set("buildId", obj.elf && obj.elf->build_id ? Napi::Value(Napi::String::New(env, *obj.elf->build_id)) : env.Null());
+      o.Set("start", Big(env, obj.start));
+      o.Set("end", Big(env, obj.end));
+      o.Set("bias", Big(env, obj.bias));
+      o.Set("executable", obj.is_executable);
+      o.Set("linkMapIndex", obj.link_map_index ? Napi::Value(Napi::Number::New(env, static_cast<double>(*obj.link_map_index)))
+                                               : env.Null());
+      if (!obj.elf) o.Set("unreadable", obj.unreadable);
+      objects[i] = o;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("objects", objects);
+    out.Set("linkMap", order_.link_map);
+    out.Set("reason", order_.reason);
+    return out;
+  }
+
+ private:
+  pid_t pid_;
+  std::vector<LoadedObject> objects_;
+  SearchOrder order_;
+};
+
 Napi::Value ReadElf(const Napi::CallbackInfo& info) {
   auto* worker = new ReadElfWorker(info.Env(), RequireString(info, 0, "path"));
   worker->Queue();
@@ -120,11 +165,18 @@ Napi::Value ReadMaps(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
+Napi::Value ReadTargetObjects(const Napi::CallbackInfo& info) {
+  auto* worker = new ReadTargetObjectsWorker(info.Env(), static_cast<pid_t>(RequirePositiveInt(info, 0, "pid")));
+  worker->Queue();
+  return worker->Promise();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readElf", Napi::Function::New(env, ReadElf, "readElf"));
   exports.Set("readMaps", Napi::Function::New(env, ReadMaps, "readMaps"));
+  exports.Set("readTargetObjects", Napi::Function::New(env, ReadTargetObjects, "readTargetObjects"));
   exports.Set("loadPatch", Napi::Function::New(env, LoadPatchJs, "loadPatch"));
   exports.Set("applyBatch", Napi::Function::New(env, ApplyBatchJs, "applyBatch"));
   exports.Set("activatePatch", Napi::Function::New(env, ActivatePatchJs, "activatePatch"));

@@ -74,15 +74,43 @@ void ReadSymbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, SymbolTable tabl
   }
 }
 
+// The dynamic relocations (allocated SHT_RELA: .rela.dyn, .rela.plt) that fill GOT slots with
+// function addresses.
+void ReadGotSlots(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, std::vector<ElfGotSlot>& out) {
+  Elf_Data* data = elf_getdata(scn, nullptr);
+  Elf_Scn* symscn = elf_getscn(elf, shdr.sh_link);
+  GElf_Shdr symsh;
+  Elf_Data* syms = symscn != nullptr && gelf_getshdr(symscn, &symsh) != nullptr ? elf_getdata(symscn, nullptr) : nullptr;
+  if (data == nullptr || shdr.sh_entsize == 0) return;
+  const size_t count = shdr.sh_size / shdr.sh_entsize;
+  for (size_t i = 0; i < count; ++i) {
+    GElf_Rela r;
+    if (gelf_getrela(data, static_cast<int>(i), &r) == nullptr) continue;
+    const auto type = static_cast<uint32_t>(GELF_R_TYPE(r.r_info));
+    if (type == R_X86_64_IRELATIVE) {
+      out.push_back({r.r_offset, type, r.r_addend, ""});
+    } else if ((type == R_X86_64_GLOB_DAT || type == R_X86_64_JUMP_SLOT) && syms != nullptr) {
+      GElf_Sym sym;
+      if (gelf_getsym(syms, static_cast<int>(GELF_R_SYM(r.r_info)), &sym) == nullptr) continue;
+      const char* name = elf_strptr(elf, symsh.sh_link, sym.st_name);
+      if (name != nullptr && *name != '\0') out.push_back({r.r_offset, type, r.r_addend, name});
+    }
+  }
+}
+
 }  // namespace
 
 ElfInfo ReadElfFile(const std::string& path) {
-  if (elf_version(EV_CURRENT) == EV_NONE) throw EngineError("EBAD_ELF", "libelf is unusable");
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
   }
-  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
+  return ReadElfFd(fd.get(), path);
+}
+
+ElfInfo ReadElfFd(int fd, const std::string& path) {
+  if (elf_version(EV_CURRENT) == EV_NONE) throw EngineError("EBAD_ELF", "libelf is unusable");
+  ElfHandle elf(elf_begin(fd, ELF_C_READ_MMAP, nullptr));
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF) ThrowBadElf(path, "not an ELF file");
 
   GElf_Ehdr ehdr;
@@ -127,6 +155,7 @@ ElfInfo ReadElfFile(const std::string& path) {
     if (shdr.sh_type == SHT_SYMTAB) ReadSymbols(elf.get(), scn, shdr, SymbolTable::kSymtab, nullptr, info.symbols);
     if (shdr.sh_type == SHT_DYNSYM) dynsym = scn;
     if (shdr.sh_type == SHT_GNU_versym) versym = elf_getdata(scn, nullptr);
+    if (shdr.sh_type == SHT_RELA && (shdr.sh_flags & SHF_ALLOC)) ReadGotSlots(elf.get(), scn, shdr, info.got_slots);
     if (shdr.sh_type == SHT_NOTE && !info.build_id) {
       if (Elf_Data* data = elf_getdata(scn, nullptr)) info.build_id = FindBuildId(data);
     }

@@ -44,6 +44,15 @@ struct ElfSymbol {
   bool hidden_version = false;
 };
 
+// A dynamic relocation that makes ld.so fill a GOT slot with a function's final address: how a
+// live process's choice of IFUNC implementation can be read back from its memory.
+struct ElfGotSlot {
+  uint64_t offset;     // r_offset: where the slot is (add the load bias)
+  uint32_t type;       // R_X86_64_IRELATIVE, R_X86_64_GLOB_DAT or R_X86_64_JUMP_SLOT
+  int64_t addend;      // IRELATIVE: the resolver's address (before the bias)
+  std::string symbol;  // GLOB_DAT, JUMP_SLOT: the name bound there
+};
+
 struct ElfInfo {
   uint16_t type;     // ET_EXEC, ET_DYN, ...
   uint16_t machine;  // EM_X86_64, ...
@@ -54,9 +63,12 @@ struct ElfInfo {
   std::vector<ElfProgramHeader> program_headers;
   std::vector<ElfSection> sections;
   std::vector<ElfSymbol> symbols;
+  std::vector<ElfGotSlot> got_slots;
 };
 
 // Reads the whole description of an ELF file. Throws EngineError (EELF_OPEN, EBAD_ELF).
 ElfInfo ReadElfFile(const std::string& path);
+// The same, from an open file (`name` is for messages). Throws EBAD_ELF.
+ElfInfo ReadElfFd(int fd, const std::string& name);
 
 }  // namespace hotpatch

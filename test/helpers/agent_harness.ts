@@ -129,7 +129,7 @@ export function stage(
 export async function makeBundle(
   dir: string,
   id: string,
-  target: { path?: string; buildId: string },
+  target: { kind?: "executable" | "library"; path?: string; buildId: string },
   soFile: string,
   functions = [{ symbol: "compute", replacement: "compute_fixed" }],
   /** Private key (PEM) to sign the manifest with (manifest.sig), as `hotpatch build --sign` does. */

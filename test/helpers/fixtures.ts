@@ -69,11 +69,18 @@ export interface RunningFixture {
 /**
  * Starts a fixture binary and waits for its `ready` line. The fixture runs under a `sh` that waits
  * for it, so it is not a child of the test process: ptrace stops of a child would also be reported
- * to libuv's child watcher, which would take them for an exit.
+ * to libuv's child watcher, which would take them for an exit. `env` adds variables to the
+ * fixture's environment (LD_PRELOAD, GLIBC_TUNABLES, ...).
  */
-export async function startFixture(binary: string, args: string[] = [], timeoutMs = 10_000): Promise<RunningFixture> {
+export async function startFixture(
+  binary: string,
+  args: string[] = [],
+  timeoutMs = 10_000,
+  env: Record<string, string> = {},
+): Promise<RunningFixture> {
   const child = spawn("sh", ["-c", 'exec 3>&2 2>/dev/null; "$0" "$@" 2>&3 & wait $!', binary, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, ...env },
   });
   let seen = "";
   const waiters: { re: RegExp; from: number; resolve: (l: string) => void }[] = [];

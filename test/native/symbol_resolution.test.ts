@@ -97,3 +97,46 @@ describe("a stripped target with separate debug info", () => {
     assert.deepEqual(await answers(target), { a: 101, b: 901 });
   });
 });
+
+describe("a static function that shares its name with a library's export", () => {
+  let dir: string;
+  let patch: string;
+  const targets: RunningFixture[] = [];
+
+  async function probe(t: RunningFixture): Promise<string> {
+    await t.nextLine(/^own=/); // may predate the last operation
+    return t.nextLine(/^own=/);
+  }
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "hotpatch-clash-"));
+    const lib = await compileFixture("c/libgreet.c", ["-O2", "-shared", "-fPIC"]);
+    const full = await compileFixture("c/static_clash.c", ["-O2", "-g", "-fPIE", "-pie", "-Wl,--no-as-needed", lib]);
+    const info = await readElf(full);
+    assert.ok(info.buildId);
+    const debugFile = path.join(dir, "debug/.build-id", info.buildId.slice(0, 2), `${info.buildId.slice(2)}.debug`);
+    await mkdir(path.dirname(debugFile), { recursive: true });
+    await runTool("objcopy", ["--only-keep-debug", full, debugFile]);
+    const stripped = path.join(dir, "service");
+    await copyFile(full, stripped);
+    await runTool("strip", ["--strip-all", stripped]);
+    patch = await compileFixture("c/clash_patch.c", ["-O2", "-shared", "-fPIC"]);
+    targets.push(await startFixture(full), await startFixture(stripped));
+  });
+  after(async () => {
+    for (const t of targets) await t.kill();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("binds to the executable's own static, stripped (with debug info) or not, as the unstripped one does", async () => {
+    for (const t of targets) {
+      assert.equal(await probe(t), "own=501 probe=0");
+      await applyPatch(
+        t.pid,
+        { id: "clash", soPath: patch, functions: [{ symbol: "probe", replacement: "probe_v2" }] },
+        { debugDirs: [path.join(dir, "debug")] },
+      );
+      assert.equal(await probe(t), "own=501 probe=501");
+    }
+  });
+});

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle } from "../../../bundle/index.js";
 import { applyPatchToMany, type Consistency } from "../../../native/index.js";
 import { keepPatchFile } from "../../local/patch_store.js";
-import { groupByExecutable } from "../../local/processes.js";
+import { groupByExecutable, mappedLibrary } from "../../local/processes.js";
 import { countOutcomes, type ProcessOutcome } from "../../local/run_each.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
@@ -27,8 +27,9 @@ function codeOf(err: unknown): string {
 
 /**
  * Splits the pids into those the bundle was built for and those it was not (skipped, with the
- * reason). The build-id is compared with what each process really runs: its /proc/PID/exe, or for a
- * library bundle the library file; each distinct file is read once.
+ * reason). The build-id is compared with what each process really has mapped: its /proc/PID/exe
+ * (each distinct file read once), or for a library bundle the library as mapped, which after a
+ * package upgrade may be an older build than the file now at that path.
  */
 async function eligible(
   bundle: Bundle,
@@ -43,8 +44,31 @@ async function eligible(
         code: "EBAD_ARGUMENT",
       });
     }
-    await checkBundleTarget(bundle, lib);
-    return { ok: pids, skipped };
+    const expected = bundle.manifest.target.buildId;
+    for (const pid of pids) {
+      try {
+        const mapped = await mappedLibrary(pid, lib);
+        if (mapped.some((o) => o.buildId === expected)) {
+          ok.push(pid);
+          continue;
+        }
+        const what = mapped
+          .map(
+            (o) =>
+              `${o.path}${o.disk === "same" ? "" : ` (${o.disk} on disk)`} with build-id ${o.buildId ?? `(none: ${o.unreadable ?? "it has none"})`}`,
+          )
+          .join(", ");
+        skipped.push({
+          pid,
+          outcome: "skipped",
+          code: "EBUILDID",
+          detail: `process ${pid} maps ${what || `no ${lib}`}; bundle ${bundle.manifest.id} is for build-id ${expected}`,
+        });
+      } catch (err) {
+        skipped.push({ pid, outcome: "skipped", code: codeOf(err), detail: (err as Error).message });
+      }
+    }
+    return { ok, skipped };
   }
   for (const group of (await groupByExecutable(pids)).values()) {
     try {

@@ -1,11 +1,13 @@
 #include "object_cache.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "../engine_error.h"
+#include "../fd.h"
 
 namespace hotpatch {
 
@@ -17,8 +19,20 @@ ObjectCache::Key ObjectCache::KeyOf(const std::string& path) {
   return {st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
 }
 
+ObjectCache::Key ObjectCache::KeyOf(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw EngineError("EELF_OPEN", "cannot stat " + name + ": " + std::strerror(errno));
+  return {st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+}
+
 std::shared_ptr<const ElfInfo> ObjectCache::Elf(const std::string& path) {
-  const Key key = KeyOf(path);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
+  return Elf(fd.get(), path);
+}
+
+std::shared_ptr<const ElfInfo> ObjectCache::Elf(int fd, const std::string& name) {
+  const Key key = KeyOf(fd, name);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = elves_.find(key); it != elves_.end()) return it->second;
@@ -26,7 +40,7 @@ std::shared_ptr<const ElfInfo> ObjectCache::Elf(const std::string& path) {
   // Parse outside the lock: two threads may parse the same file once each, which is harmless.
   std::shared_ptr<const ElfInfo> parsed;
   try {
-    parsed = std::make_shared<const ElfInfo>(ReadElfFile(path));
+    parsed = std::make_shared<const ElfInfo>(ReadElfFd(fd, name));
   } catch (const EngineError& e) {
     if (e.code() != "EBAD_ELF") throw;
   }

@@ -22,12 +22,16 @@ class ObjectCache {
   // The parsed ELF file, or nullptr when the file is not ELF (a mapped data file); throws when it
   // cannot be read at all.
   std::shared_ptr<const ElfInfo> Elf(const std::string& path);
+  // The same for a file already open (`name` is for messages): what is read is exactly that file,
+  // even when its path now names another one.
+  std::shared_ptr<const ElfInfo> Elf(int fd, const std::string& name);
   // The parsed patch (throws as ReadPatch does).
   std::shared_ptr<const PatchFile> Patch(const std::string& path);
 
  private:
   using Key = std::tuple<dev_t, ino_t, off_t, time_t, long>;
   static Key KeyOf(const std::string& path);
+  static Key KeyOf(int fd, const std::string& name);
 
   std::mutex mu_;
   std::map<Key, std::shared_ptr<const ElfInfo>> elves_;

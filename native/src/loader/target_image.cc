@@ -2,29 +2,108 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <set>
+#include <map>
 
 #include "../engine_error.h"
+#include "../fd.h"
 #include "../ptrace/errno_codes.h"
+#include "link_map.h"
 
 namespace hotpatch {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr char kDeleted[] = " (deleted)";
 
-std::string ReadExeLink(pid_t pid) {
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The path the kernel shows, without the " (deleted)" it appends once the file is unlinked.
+std::string WithoutDeleted(const std::string& path, bool& deleted) {
+  const size_t n = sizeof kDeleted - 1;
+  deleted = path.size() > n && path.compare(path.size() - n, n, kDeleted) == 0;
+  return deleted ? path.substr(0, path.size() - n) : path;
+}
+
+std::string ReadLink(pid_t pid, const std::string& link) {
   char buf[PATH_MAX];
-  const std::string link = "/proc/" + std::to_string(pid) + "/exe";
   const ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
   if (n < 0) ThrowForErrno(errno, pid, "reading " + link);
   return std::string(buf, static_cast<size_t>(n));
+}
+
+// Whether `st` is the file a mapping shows (its device and inode, as /proc/PID/maps prints them).
+bool SameFile(const Mapping& m, const struct stat& st) {
+  unsigned major_no = 0, minor_no = 0;
+  if (std::sscanf(m.dev.c_str(), "%x:%x", &major_no, &minor_no) != 2) return false;
+  return m.inode == st.st_ino && major_no == major(st.st_dev) && minor_no == minor(st.st_dev);
+}
+
+std::optional<uint64_t> FirstLoadPage(const ElfInfo& elf) {
+  for (const auto& ph : elf.program_headers) {
+    if (ph.type == PT_LOAD) return ph.vaddr & ~(kPage - 1);
+  }
+  return std::nullopt;
+}
+
+// The load bias of `elf` when its first page is mapped at `start`.
+std::optional<uint64_t> BiasAt(const ElfInfo& elf, uint64_t start) {
+  const auto first = FirstLoadPage(elf);
+  if (!first) return std::nullopt;
+  return elf.type == ET_EXEC ? 0 : start - *first;
+}
+
+bool InRanges(const std::vector<std::pair<uint64_t, uint64_t>>& ranges, uint64_t v) {
+  return std::any_of(ranges.begin(), ranges.end(), [v](const auto& r) { return v >= r.first && v < r.second; });
+}
+
+// The build-id in the object's PT_NOTE segments as loaded in the target.
+std::optional<std::string> BuildIdInMemory(const TargetMemory& mem, const ElfInfo& elf, uint64_t bias) {
+  for (const auto& ph : elf.program_headers) {
+    if (ph.type != PT_NOTE || ph.filesz > 65536) continue;
+    std::vector<uint8_t> notes(ph.filesz);
+    notes.resize(mem.ReadSome(bias + ph.vaddr, notes.data(), notes.size()));
+    for (size_t at = 0; at + 12 <= notes.size();) {
+      uint32_t namesz, descsz, type;
+      std::memcpy(&namesz, &notes[at], 4);
+      std::memcpy(&descsz, &notes[at + 4], 4);
+      std::memcpy(&type, &notes[at + 8], 4);
+      const size_t name = at + 12, desc = name + ((namesz + 3) & ~3u);
+      if (desc + descsz > notes.size()) break;
+      if (type == NT_GNU_BUILD_ID && namesz == 4 && std::memcmp(&notes[name], "GNU", 4) == 0) {
+        std::string hex;
+        for (size_t i = 0; i < descsz; ++i) {
+          char b[3];
+          std::snprintf(b, sizeof b, "%02x", notes[desc + i]);
+          hex += b;
+        }
+        return hex;
+      }
+      at = desc + ((descsz + 3) & ~3u);
+    }
+  }
+  return std::nullopt;
+}
+
+// What stat says about the file at `path` compared with a mapping of it.
+OnDisk StateOnDisk(const std::string& path, const Mapping& m) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return OnDisk::kDeleted;
+  return SameFile(m, st) ? OnDisk::kSame : OnDisk::kReplaced;
 }
 
 bool IsFunctionOrObject(const ElfSymbol& s) {
@@ -36,70 +115,242 @@ std::string Basename(const std::string& p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// An IFUNC symbol's value is its resolver, which picks an implementation for this CPU. No code of
-// the target may run, so ask our own process instead: when we have the same library (same
-// build-id) loaded, the implementation sits at the same offset from the load base there.
-ResolvedSymbol ResolveIfunc(const LoadedObject& obj, const std::string& name) {
-  void* impl = dlsym(RTLD_DEFAULT, name.c_str());
-  Dl_info info{};
-  if (impl != nullptr && dladdr(impl, &info) != 0 && info.dli_fname != nullptr) {
-    try {
-      const ElfInfo ours = ReadElfFile(info.dli_fname);
-      if (ours.build_id && ours.build_id == obj.elf->build_id) {
-        const uint64_t offset = reinterpret_cast<uint64_t>(impl) - reinterpret_cast<uint64_t>(info.dli_fbase);
-        uint64_t size = 0;
-        for (const auto& s : ours.symbols) {
-          if (s.value == offset && s.type == STT_FUNC && s.size > 0) size = s.size;
-        }
-        return {obj.bias + offset, size, STT_FUNC, obj.path};
-      }
-    } catch (const EngineError&) {
-      // fall through to the refusal below
+// An object as the maps show it, before it is read: an object starts at a mapping of file offset
+// 0, and later mappings of the same file (device, inode) extend it.
+struct Candidate {
+  std::string path;
+  bool deleted;
+  const Mapping* first;
+  uint64_t end;
+  std::vector<std::pair<uint64_t, uint64_t>> code;
+};
+
+std::vector<Candidate> FindCandidates(const std::vector<Mapping>& maps) {
+  std::vector<Candidate> found;
+  std::map<std::pair<std::string, uint64_t>, size_t> current;
+  for (const Mapping& m : maps) {
+    if (m.inode == 0 || m.path.empty() || m.path[0] != '/' || m.path.rfind("/memfd:", 0) == 0) continue;
+    const auto key = std::make_pair(m.dev, m.inode);
+    if (m.offset == 0) {
+      bool deleted = false;
+      std::string path = WithoutDeleted(m.path, deleted);
+      current[key] = found.size();
+      found.push_back({std::move(path), deleted, &m, m.end, {}});
     }
+    const auto it = current.find(key);
+    if (it == current.end()) continue;
+    Candidate& c = found[it->second];
+    c.end = std::max(c.end, m.end);
+    if (m.perms.size() > 2 && m.perms[2] == 'x') c.code.emplace_back(m.start, m.end);
   }
-  throw EngineError("EUNSUPPORTED_PATCH", "'" + name + "' in " + obj.path +
-                                              " is an IFUNC whose implementation hotpatch cannot determine without running "
-                                              "code in the target (hotpatch does not load the same build of that library)");
+  return found;
 }
 
 }  // namespace
 
 TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache)
-    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)), cache_(cache) {
+    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)), memory_(pid), cache_(cache) {
   if (debug_dirs_.empty()) debug_dirs_.push_back("/usr/lib/debug");
-  const std::string exe = ReadExeLink(pid);
-  const std::string root = "/proc/" + std::to_string(pid) + "/root";
-  std::set<std::string> seen;
-  for (const Mapping& m : maps_) {
-    // Objects are found by the mapping of their first page (file offset 0); "(deleted)" files and
-    // pseudo-files cannot be read back.
-    if (m.offset != 0 || m.path.empty() || m.path[0] != '/' || !seen.insert(m.path).second) continue;
-    if (m.path.find(" (deleted)") != std::string::npos || m.path.rfind("/memfd:", 0) == 0) continue;
-    std::shared_ptr<const ElfInfo> elf;
-    try {
-      elf = cache_.Elf(root + m.path);
-    } catch (const EngineError&) {
-      continue;  // unreadable: not something we could resolve symbols in anyway
+  const std::string proc = "/proc/" + std::to_string(pid);
+  // /proc/PID/exe opens the very file the process runs, even when its path now names another one.
+  const std::string exe_link = proc + "/exe";
+  UniqueFd exe_fd(::open(exe_link.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat exe_st {};
+  if (!exe_fd.valid() || ::fstat(exe_fd.get(), &exe_st) != 0) ThrowForErrno(errno, pid, "opening " + exe_link);
+  bool exe_deleted = false;
+  const std::string exe_path = WithoutDeleted(ReadLink(pid, exe_link), exe_deleted);
+
+  bool have_exe = false;
+  for (Candidate& c : FindCandidates(maps_)) {
+    const bool is_exe =
+        !have_exe && (SameFile(*c.first, exe_st) || (c.path == exe_path && c.deleted == exe_deleted));
+    LoadedObject obj{c.path, "", OnDisk::kSame, c.first->start, c.end, std::move(c.code), 0, is_exe, std::nullopt,
+                     nullptr, ""};
+    const std::string at_path = proc + "/root" + c.path;
+    if (is_exe) {
+      obj.source = exe_link;
+      obj.disk = StateOnDisk(at_path, *c.first);
+      obj.elf = cache_.Elf(exe_fd.get(), exe_link);
+      have_exe = true;
+    } else {
+      try {
+        // The path when it still names the mapped file; otherwise the mapping itself.
+        UniqueFd fd(::open(at_path.c_str(), O_RDONLY | O_CLOEXEC));
+        struct stat st {};
+        const bool there = fd.valid() && ::fstat(fd.get(), &st) == 0;
+        if (there && SameFile(*c.first, st)) {
+          obj.source = at_path;
+          obj.elf = cache_.Elf(fd.get(), at_path);
+        } else {
+          obj.disk = there ? OnDisk::kReplaced : OnDisk::kDeleted;
+          const std::string mapped = proc + "/map_files/" + Hex(c.first->start) + "-" + Hex(c.first->end);
+          UniqueFd mapped_fd(::open(mapped.c_str(), O_RDONLY | O_CLOEXEC));
+          const int err = errno;
+          if (mapped_fd.valid()) {
+            obj.source = mapped;
+            obj.elf = cache_.Elf(mapped_fd.get(), mapped);
+          } else if (auto elf = there ? cache_.Elf(fd.get(), at_path) : nullptr;
+                     elf && elf->build_id && BiasAt(*elf, obj.start) &&
+                     BuildIdInMemory(memory_, *elf, *BiasAt(*elf, obj.start)) == elf->build_id) {
+            // Opening map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE; a file of the very
+            // same build (same build-id as the one loaded) describes the mapping just as well.
+            obj.source = at_path;
+            obj.disk = OnDisk::kSame;
+            obj.elf = std::move(elf);
+          } else {
+            obj.unreadable = c.path + " was " + (there ? "replaced" : "deleted") + " on disk after process " +
+                             std::to_string(pid) + " mapped it, and the mapped file cannot be opened through " +
+                             mapped + ": " + std::strerror(err) +
+                             (err == EPERM || err == EACCES ? " (that needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)" : "");
+          }
+        }
+      } catch (const EngineError& e) {
+        obj.unreadable = e.what();
+      }
+      // Not an ELF object (a locale archive, ...); nor is something unreadable without code worth
+      // stopping a lookup for.
+      if (!obj.elf && (obj.unreadable.empty() || obj.code.empty())) continue;
     }
-    if (!elf) continue;  // a mapped data file (locale archive, ...), not an ELF object
-    uint64_t first_load = 0;
-    bool has_load = false;
-    for (const auto& ph : elf->program_headers) {
-      if (ph.type == PT_LOAD) {
-        first_load = ph.vaddr & ~(kPage - 1);
-        has_load = true;
+    if (obj.elf) {
+      const auto bias = BiasAt(*obj.elf, obj.start);
+      if (!bias && obj.is_executable) throw EngineError("EBAD_ELF", exe_path + " has no loadable segment");
+      if (!bias) continue;  // nothing loadable: not an object ld.so mapped
+      obj.bias = *bias;
+    }
+    objects_.push_back(std::move(obj));
+  }
+  if (!have_exe) {
+    throw EngineError("EBAD_ELF", "no mapping of process " + std::to_string(pid) + " holds its executable " + exe_path);
+  }
+  std::stable_partition(objects_.begin(), objects_.end(), [](const LoadedObject& o) { return o.is_executable; });
+  OrderByLinkMap();
+}
+
+void TargetImage::OrderByLinkMap() {
+  const LoadedObject& exe = objects_.front();
+  uint64_t dynamic = 0, dynamic_size = 0;
+  for (const auto& ph : exe.elf->program_headers) {
+    if (ph.type == PT_DYNAMIC) {
+      dynamic = exe.bias + ph.vaddr;
+      dynamic_size = ph.memsz;
+    }
+  }
+  auto r_debug_symbol = [this]() -> uint64_t {
+    for (const LoadedObject& obj : objects_) {
+      if (!obj.elf || obj.is_executable) continue;
+      for (const ElfSymbol& s : obj.elf->symbols) {
+        if (s.name == "_r_debug" && s.shndx != SHN_UNDEF && s.bind != STB_LOCAL) return obj.bias + s.value;
+      }
+    }
+    return 0;
+  };
+  const LinkMapChain chain = ReadLinkMap(memory_, dynamic, dynamic_size, r_debug_symbol);
+  if (!chain.unavailable.empty()) {
+    order_ = {false, chain.unavailable};
+    return;
+  }
+  for (size_t k = 0; k < chain.entries.size(); ++k) {
+    const LinkMapEntry& e = chain.entries[k];
+    for (LoadedObject& obj : objects_) {
+      if (!obj.link_map_index && e.l_ld >= obj.start && e.l_ld < obj.end && (!obj.elf || obj.bias == e.l_addr)) {
+        obj.link_map_index = k;
         break;
       }
     }
-    if (!has_load) continue;
-    const uint64_t bias = elf->type == ET_EXEC ? 0 : m.start - first_load;
-    objects_.push_back({m.path, root + m.path, bias, m.path == exe, std::move(elf)});
   }
-  // The executable first: it is searched first.
-  std::stable_partition(objects_.begin(), objects_.end(), [](const LoadedObject& o) { return o.is_executable; });
-  if (objects_.empty() || !objects_.front().is_executable) {
-    throw EngineError("EBAD_ELF", "the executable of process " + std::to_string(pid) + " (" + exe + ") cannot be read");
+  if (objects_.front().link_map_index != size_t{0}) {
+    for (LoadedObject& obj : objects_) obj.link_map_index.reset();
+    order_ = {false, "the dynamic linker's list of objects does not start with the executable"};
+    return;
   }
+  // Objects ld.so does not list (mapped by other means) keep their maps order, after the listed ones.
+  std::stable_sort(objects_.begin(), objects_.end(), [](const LoadedObject& a, const LoadedObject& b) {
+    return a.link_map_index.value_or(SIZE_MAX) < b.link_map_index.value_or(SIZE_MAX);
+  });
+  order_ = {true, ""};
+}
+
+std::optional<uint64_t> TargetImage::Word(uint64_t addr) const {
+  uint64_t v = 0;
+  if (memory_.ReadSome(addr, reinterpret_cast<uint8_t*>(&v), sizeof v) != sizeof v) return std::nullopt;
+  return v;
+}
+
+// An IFUNC symbol's value is its resolver, which picked an implementation (for this CPU and the
+// target's GLIBC_TUNABLES) when ld.so relocated the target. No code of the target may run, so the
+// choice is read back from a GOT slot ld.so filled: the defining object's IRELATIVE slot for this
+// resolver, or any object's slot bound to the name. Only an address in the defining object's code
+// outside its PLT (or in the vDSO, where time() lives) is a choice; anything else is a lazy slot
+// not bound yet, or one bound to another definition.
+uint64_t TargetImage::ResolveIfunc(const LoadedObject& def, const ElfSymbol& sym) const {
+  std::vector<std::pair<uint64_t, uint64_t>> plt;
+  for (const ElfSection& s : def.elf->sections) {
+    if (s.name.rfind(".plt", 0) == 0) plt.emplace_back(def.bias + s.addr, def.bias + s.addr + s.size);
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> vdso;
+  for (const Mapping& m : maps_) {
+    if (m.path == "[vdso]") vdso.emplace_back(m.start, m.end);
+  }
+  auto is_choice = [&](uint64_t v) {
+    return v != def.bias + sym.value && ((InRanges(def.code, v) && !InRanges(plt, v)) || InRanges(vdso, v));
+  };
+  for (const ElfGotSlot& s : def.elf->got_slots) {
+    if (s.type != R_X86_64_IRELATIVE || static_cast<uint64_t>(s.addend) != sym.value) continue;
+    if (auto v = Word(def.bias + s.offset); v && is_choice(*v)) return *v;
+  }
+  for (const LoadedObject& obj : objects_) {
+    if (!obj.elf) continue;
+    for (const ElfGotSlot& s : obj.elf->got_slots) {
+      if (s.type == R_X86_64_IRELATIVE || s.symbol != sym.name) continue;
+      if (auto v = Word(obj.bias + s.offset); v && is_choice(*v)) return *v;
+    }
+  }
+  return IfuncFromOwnCopy(def, sym);
+}
+
+// For an IFUNC the target has bound nowhere: the implementation our own process got from the same
+// build of the library, trusted only when every IRELATIVE choice of that library agrees between
+// the target and us (same CPU features, same tunables), so that its resolvers choose alike.
+uint64_t TargetImage::IfuncFromOwnCopy(const LoadedObject& def, const ElfSymbol& sym) const {
+  auto refuse = [&](const std::string& why) {
+    return EngineError("EUNSUPPORTED_PATCH",
+                       "'" + sym.name + "' in " + def.path + " is an IFUNC that process " + std::to_string(pid_) +
+                           " has bound in no GOT slot, and " + why +
+                           ", so hotpatch cannot tell which implementation the target would choose without running "
+                           "its code; call an implementation by its own name, or let the target call '" +
+                           sym.name + "' once first");
+  };
+  void* impl = dlsym(RTLD_DEFAULT, sym.name.c_str());
+  Dl_info info{};
+  std::shared_ptr<const ElfInfo> ours;
+  if (impl != nullptr && dladdr(impl, &info) != 0 && info.dli_fname != nullptr) {
+    try {
+      ours = cache_.Elf(info.dli_fname);
+    } catch (const EngineError&) {
+      // not a file (the vDSO): no copy to compare with
+    }
+  }
+  const auto first = ours ? FirstLoadPage(*ours) : std::nullopt;
+  if (!first || !ours->build_id || ours->build_id != def.elf->build_id) {
+    throw refuse("hotpatch's own process has no copy of the same build to compare with");
+  }
+  const uint64_t our_bias = reinterpret_cast<uint64_t>(info.dli_fbase) - *first;
+  size_t compared = 0, differ = 0;
+  for (const ElfGotSlot& s : def.elf->got_slots) {
+    const auto theirs = s.type == R_X86_64_IRELATIVE ? Word(def.bias + s.offset) : std::nullopt;
+    if (!theirs) continue;
+    uint64_t mine = 0;
+    std::memcpy(&mine, reinterpret_cast<const void*>(our_bias + s.offset), sizeof mine);
+    if (*theirs == 0 || mine == 0) continue;  // a slot holding no address (glibc 2.36 has one)
+    ++compared;
+    if (*theirs - def.bias != mine - our_bias) ++differ;
+  }
+  if (compared == 0) throw refuse("the library has no other IFUNC choices to compare with hotpatch's own process");
+  if (differ != 0) {
+    throw refuse("its ld.so chose other implementations than hotpatch's own process for " + std::to_string(differ) +
+                 " of " + std::to_string(compared) + " IFUNCs of that library (GLIBC_TUNABLES?)");
+  }
+  return def.bias + (reinterpret_cast<uint64_t>(impl) - our_bias);
 }
 
 std::optional<ResolvedSymbol> TargetImage::FromObject(const LoadedObject& obj, const ElfInfo& symbols,
@@ -128,8 +379,13 @@ std::optional<ResolvedSymbol> TargetImage::FromObject(const LoadedObject& obj, c
   }
   if (pick == nullptr && !statics.empty()) pick = statics.front();
   if (pick == nullptr) return std::nullopt;
-  if (pick->type == STT_GNU_IFUNC) return ResolveIfunc(obj, name);
-  return ResolvedSymbol{obj.bias + pick->value, pick->size, pick->type, obj.path};
+  if (pick->type != STT_GNU_IFUNC) return ResolvedSymbol{obj.bias + pick->value, pick->size, pick->type, obj.path};
+  const uint64_t impl = ResolveIfunc(obj, *pick);
+  uint64_t size = 0;
+  for (const ElfSymbol& s : obj.elf->symbols) {
+    if (s.type == STT_FUNC && s.size > 0 && obj.bias + s.value == impl) size = s.size;
+  }
+  return ResolvedSymbol{impl, size, STT_FUNC, obj.path};
 }
 
 const ElfInfo* TargetImage::DebugInfo() const {
@@ -170,16 +426,29 @@ ResolvedSymbol TargetImage::Resolve(const std::string& qualified) const {
   if (name.empty()) throw EngineError("ENOSYMBOL", "empty symbol name in '" + qualified + "'");
   const LoadedObject& exe = objects_.front();
   if (auto r = FromObject(exe, *exe.elf, file, name, true)) return *r;
-  if (file.empty()) {
-    for (size_t i = 1; i < objects_.size(); ++i) {
-      if (auto r = FromObject(objects_[i], *objects_[i].elf, "", name, false)) return *r;
-    }
-  }
-  if (const ElfInfo* debug = DebugInfo()) {
+  // The executable's separate debug info stands in for the .symtab a stripped build lacks, before
+  // the libraries, so that stripping changes no answer (its statics win over their exports).
+  const ElfInfo* debug = DebugInfo();
+  if (debug != nullptr) {
     if (auto r = FromObject(exe, *debug, file, name, true)) return *r;
   }
+  if (file.empty()) {
+    for (size_t i = 1; i < objects_.size(); ++i) {
+      const LoadedObject& obj = objects_[i];
+      // An object that may come first and define the name decides; guessing past it could bind
+      // the patch to another definition than the target's.
+      if (!obj.elf) {
+        throw EngineError("EELF_OPEN", "cannot tell which object of process " + std::to_string(pid_) + " defines '" +
+                                           name + "': " + obj.unreadable);
+      }
+      if (auto r = FromObject(obj, *obj.elf, "", name, false)) return *r;
+    }
+  }
+  const std::string order =
+      order_.link_map ? " in the dynamic linker's order" : " in address order (" + order_.reason + ")";
   throw EngineError("ENOSYMBOL", "no symbol '" + qualified + "' in process " + std::to_string(pid_) + ": searched " +
-                                     exe.path + " (.symtab, .dynsym" + (file.empty() ? ", the loaded libraries" : "") +
+                                     exe.path + " (.symtab, .dynsym" +
+                                     (file.empty() ? ", the loaded libraries" + order : "") +
                                      ") and its separate debug info by build-id in " + debug_dirs_.front() +
                                      (debug_dirs_.size() > 1 ? " and others" : ""));
 }
