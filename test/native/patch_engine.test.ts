@@ -40,14 +40,20 @@ async function tally(target: RunningFixture): Promise<Tally> {
  * What the target computed between two consecutive tallies, once the last operation has settled:
  * the first line read may have been printed before it (it can sit in the pipe), and the next
  * interval may still count calls that were in flight across it (a thread preempted between
- * computing an answer and counting it), so both are skipped.
+ * computing an answer and counting it), so both are skipped, and so is a window with no answers.
  */
 async function delta(target: RunningFixture): Promise<Tally> {
   await tally(target);
   await tally(target);
-  const a = await tally(target);
-  const b = await tally(target);
-  return { old: b.old - a.old, new: b.new - a.new, wrong: b.wrong - a.wrong, seen: b.seen - a.seen, loop: b.loop };
+  let a = await tally(target);
+  // A window in which the hammering threads got no CPU at all (a busy machine) says nothing: skip it.
+  for (let i = 0; i < 50; i++) {
+    const b = await tally(target);
+    const d = { old: b.old - a.old, new: b.new - a.new, wrong: b.wrong - a.wrong, seen: b.seen - a.seen, loop: b.loop };
+    if (d.old + d.new + d.wrong > 0) return d;
+    a = b;
+  }
+  throw new Error(`process ${target.pid} computed nothing in 50 tallies`);
 }
 
 async function maps(pid: number): Promise<string> {
