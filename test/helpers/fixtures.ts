@@ -64,6 +64,8 @@ export interface RunningFixture {
   alive(): boolean;
   /** Kills it (SIGKILL) and waits until it is gone. */
   kill(): Promise<void>;
+  /** Resolves once it has exited and its parent (the wrapper) has reaped it. */
+  ended: Promise<void>;
 }
 
 /**
@@ -126,6 +128,7 @@ export async function startFixture(
     output: () => seen,
     nextLine,
     alive: () => !gone,
+    ended: exited,
     async kill() {
       if (gone) return;
       try {

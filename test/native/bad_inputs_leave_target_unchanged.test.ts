@@ -168,6 +168,62 @@ describe("targets that cannot be patched", () => {
     }
   });
 
+  it("a target that exits inside an injected call → ETARGET_EXITED, and its own parent sees it end", async () => {
+    const target = await startFixture(await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]), [
+      "2",
+    ]);
+    try {
+      const endsIt = await compileFixture("c/exit_in_constructor_patch.c", ["-O2", "-shared", "-fPIC"]);
+      await assert.rejects(
+        applyPatch(target.pid, {
+          id: "ends-it",
+          soPath: endsIt,
+          loader: "dlopen",
+          functions: [{ symbol: "compute", replacement: "compute_v2" }],
+        }),
+        isCode("ETARGET_EXITED"),
+      );
+      // A tracer that never reaps a dead tracee hides its death from the real parent, which then
+      // waits forever (a supervisor would never restart the service).
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve("still not reaped by its parent"), 10_000);
+      });
+      assert.equal(await Promise.race([target.ended.then(() => "reaped"), gaveUp]), "reaped");
+      clearTimeout(timer);
+    } finally {
+      await target.kill();
+    }
+  });
+
+  it("a target killed at any moment of an operation is let go: its own parent always sees it end", async () => {
+    const binary = await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]);
+    const loopPatch = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
+    let reaped = 0;
+    for (let i = 0; i < 25; i++) {
+      const target = await startFixture(binary, ["16"]);
+      // event_loop never leaves its thread's stack: the engine stops and checks the threads again and again.
+      const applying = applyPatch(
+        target.pid,
+        { id: `k${i}`, soPath: loopPatch, functions: [{ symbol: "event_loop", replacement: "event_loop_v2" }] },
+        { safetyTimeoutMs: 30_000 },
+      ).catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, (i * 7) % 60));
+      process.kill(target.pid, "SIGKILL");
+      const err = await applying;
+      assert.ok(isCode("ETARGET_EXITED")(err) || isCode("ENOPROCESS")(err) || isCode("EZOMBIE")(err), String(err));
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`process ${target.pid} (round ${i}) never reaped by its parent`), 10_000);
+      });
+      const outcome = await Promise.race([target.ended.then(() => "reaped"), gaveUp]);
+      clearTimeout(timer);
+      assert.equal(outcome, "reaped");
+      reaped++;
+    }
+    assert.equal(reaped, 25);
+  });
+
   it("a target that exits while the engine waits for a safe moment → ETARGET_EXITED", async () => {
     const busy = await startFixture(await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]), [
       "1",

@@ -13,12 +13,16 @@ struct ProcessStatus {
   bool exists = false;
   char state = '?';      // R, S, D, Z, X, t, ...
   pid_t tracer_pid = 0;  // 0 when not traced
+  bool kill_pending = false;  // SIGKILL is on its way: the process is dying
 };
 
 ProcessStatus ReadProcessStatus(pid_t pid);
 
 // Throws the EngineError that explains why `what` failed with `err` on `pid`.
 [[noreturn]] void ThrowForErrno(int err, pid_t pid, const std::string& what);
+
+// Throws ETARGET_EXITED when the process has exited (gone, zombie or dying) since an operation on it began.
+void ThrowIfGone(pid_t pid, const std::string& during);
 
 // Throws ENOPROCESS / EZOMBIE / ETARGET_EXITED / ETRACED when the process cannot be operated on at all.
 void RequireLiveProcess(pid_t pid);

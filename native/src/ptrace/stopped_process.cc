@@ -94,6 +94,7 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
   // tracer that spins or yields takes one away from them (measured on 2 cores: 16-thread stops
   // took 4 ms with a spinning tracer, 0.4 ms with a sleeping one).
   long backoff_ns = 2'000;
+  auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
   for (;;) {
     bool waiting = false;
     for (auto it = seized_.begin(); it != seized_.end();) {
@@ -120,7 +121,13 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       ++it;
     }
     if (!waiting) return;
+    // A killed process's leader reports nothing until its other threads are gone: notice the exit.
+    if (Clock::now() > next_gone_check) {
+      ThrowIfGone(pid_, "stopping its threads");
+      next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+    }
     if (Clock::now() > deadline) {
+      ThrowIfGone(pid_, "stopping its threads");
       std::string stuck;
       for (const Seized& s : seized_) {
         if (!s.stopped) stuck += " " + std::to_string(s.tid);
@@ -136,6 +143,7 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
 void StoppedProcess::ReleaseAll() noexcept {
   if (released_) return;
   released_ = true;
+  std::vector<pid_t> dead;
   for (Seized& s : seized_) {
     if (s.tid < 0) continue;  // already let go by ReleaseOthers
     if (!s.stopped) {
@@ -152,9 +160,37 @@ void StoppedProcess::ReleaseAll() noexcept {
         }
       }
     }
-    ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal)));
+    if (ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal))) != 0 &&
+        errno == ESRCH) {
+      dead.push_back(s.tid);
+    }
   }
   stop_end_ = Clock::now();
+  ReapDead(std::move(dead));
+}
+
+// A thread that died while we held it cannot be detached (ESRCH), and until its tracer reaps it
+// the kernel withholds its exit from the real parent, which would never see its child end (a
+// supervisor would never restart the service). So reap each one; a leader is reported only after
+// its other threads, hence one loop over all of them. A thread that stops instead is detached.
+void StoppedProcess::ReapDead(std::vector<pid_t> tids) noexcept {
+  const auto give_up = Clock::now() + std::chrono::seconds(2);
+  while (!tids.empty() && Clock::now() < give_up) {
+    for (auto it = tids.begin(); it != tids.end();) {
+      int status = 0;
+      const pid_t r = waitpid(*it, &status, __WALL | WNOHANG);
+      if (r == 0) {
+        ++it;
+        continue;
+      }
+      if (r > 0 && WIFSTOPPED(status) && ptrace(PTRACE_DETACH, *it, nullptr, nullptr) != 0 && errno == ESRCH) {
+        ++it;  // stopped on its way out (PTRACE_EVENT_EXIT): its exit comes next
+        continue;
+      }
+      it = tids.erase(it);  // reaped, detached, or no longer ours (ECHILD)
+    }
+    if (!tids.empty()) ShortSleep(200'000);
+  }
 }
 
 void StoppedProcess::UseForInjection(pid_t tid) {
@@ -167,7 +203,10 @@ void StoppedProcess::ReleaseOthers() noexcept {
   // Keeps the first thread (the one running an injected call); lets every other one go.
   for (Seized& s : seized_) {
     if (s.tid == threads_.front().tid || s.tid < 0 || !s.stopped) continue;
-    ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal)));
+    if (ptrace(PTRACE_DETACH, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal))) != 0 &&
+        errno == ESRCH) {
+      continue;  // died while held: ReleaseAll reaps it
+    }
     s.stopped = false;
     s.tid = -s.tid;  // released: ReleaseAll skips it
   }

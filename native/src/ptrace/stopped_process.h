@@ -68,6 +68,7 @@ class StoppedProcess {
   void SeizeAll(Clock::time_point deadline);
   void WaitForStops(Clock::time_point deadline);
   void ReleaseAll() noexcept;
+  void ReapDead(std::vector<pid_t> tids) noexcept;
   uint64_t RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience);
 
   struct Seized {

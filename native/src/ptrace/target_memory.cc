@@ -40,6 +40,7 @@ size_t TargetMemory::ReadSome(uint64_t addr, uint8_t* out, size_t len) const {
 std::vector<uint8_t> TargetMemory::Read(uint64_t addr, size_t len) const {
   std::vector<uint8_t> out(len);
   if (ReadSome(addr, out.data(), len) != len) {
+    ThrowIfGone(pid_, "reading its memory");
     throw EngineError("EMEMORY", "cannot read " + std::to_string(len) + " bytes at " + Hex(addr) + " in process " +
                                      std::to_string(pid_) + ": " + std::strerror(errno));
   }
@@ -52,6 +53,7 @@ void TargetMemory::Write(uint64_t addr, const void* bytes, size_t len) const {
   while (done < len) {
     const ssize_t n = ::pwrite(fd_.get(), p + done, len - done, static_cast<off_t>(addr + done));
     if (n <= 0) {
+      ThrowIfGone(pid_, "writing its memory");
       throw EngineError("EMEMORY", "cannot write " + std::to_string(len) + " bytes at " + Hex(addr) +
                                        " in process " + std::to_string(pid_) + ": " + std::strerror(errno));
     }
