@@ -123,7 +123,10 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
       const roleFile = path.join(dir, "role");
       await writeRoleFile(roleFile, "standby");
       const port = await freePort();
-      const hook = (role: "active" | "standby") => ({ run: roleFileHook(roleFile, role), timeoutMs: 5000 });
+      const hook = (role: "active" | "standby") => ({
+        run: roleFileHook(roleFile, role, { servicePort: port }),
+        timeoutMs: 5000,
+      });
       const doc = agentDoc(tmp.dir, node, nats.url, {
         cluster,
         pair,
