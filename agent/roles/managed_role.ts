@@ -182,19 +182,23 @@ export class ManagedRole implements RoleController {
 
   /**
    * Takes a lease step as soon as the lease is released (or deleted), instead of at the next
-   * renewMs tick: a graceful handover then waits for no timer. Losing the watch only costs that.
+   * renewMs tick: a graceful handover then waits for no timer. A watch that fails is started again
+   * a renewMs later; until then a release is seen at the next tick.
    */
   private async watchReleases(kv: KV): Promise<void> {
-    try {
-      const it = await kv.watch({ key: this.s.key, include: KvWatchInclude.UpdatesOnly });
-      this.watcher = it;
-      if (this.stopped) it.stop();
-      for await (const e of it) {
-        const released = e.operation !== "PUT" || e.length === 0 || e.json<LeaseValue>().holder === "";
-        if (released && this.view.kind !== "holding") this.step();
+    while (!this.stopped) {
+      try {
+        const it = await kv.watch({ key: this.s.key, include: KvWatchInclude.UpdatesOnly });
+        this.watcher = it;
+        if (this.stopped) it.stop();
+        for await (const e of it) {
+          const released = e.operation !== "PUT" || e.length === 0 || e.json<LeaseValue>().holder === "";
+          if (released && this.view.kind !== "holding") this.step();
+        }
+      } catch (err) {
+        if (!this.stopped) this.log("lease watch failed; a released lease is seen at the next renewal", err);
       }
-    } catch (err) {
-      if (!this.stopped) this.log("lease watch failed; a released lease is seen at the next renewal", err);
+      if (!this.stopped) await new Promise((r) => setTimeout(r, this.s.renewMs).unref());
     }
   }
 
