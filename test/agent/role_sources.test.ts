@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AgentError } from "../../agent/index.js";
@@ -22,7 +22,12 @@ describe("role sources and hooks", () => {
 
   it("an external role command is run again on every poll; its output sets the role", async () => {
     const state = path.join(tmp.dir, "ha-state");
-    await writeFile(state, "standby");
+    // Replaced atomically, as an HA manager would: a poll never reads a half-written file.
+    const setState = async (text: string) => {
+      await writeFile(`${state}.tmp`, text);
+      await rename(`${state}.tmp`, state);
+    };
+    await setState("standby");
     const errors: Error[] = [];
     const role = new ExternalRole(
       { kind: "command", command: { argv: ["/bin/cat", state], timeoutMs: 1000 } },
@@ -36,9 +41,9 @@ describe("role sources and hooks", () => {
     await role.start();
     try {
       assert.equal(role.role, "standby");
-      await writeFile(state, "ACTIVE\n");
+      await setState("ACTIVE\n");
       await waitFor("active", () => (role.role === "active" ? true : undefined));
-      await writeFile(state, "");
+      await setState("");
       await waitFor("unknown", () => (role.role === "unknown" ? true : undefined));
       assert.deepEqual(changes, ["standby", "active", "unknown"]);
     } finally {

@@ -1,7 +1,8 @@
 /**
  * Drills on a real pair: a nats-server, two demo services and two `hotpatch agent` processes with
- * managed roles (lease ttl 1 s, heartbeats every 100 ms). Roles are checked from heartbeats (the
- * drill's result), from the demo services' own `HEALTH` answers, and from the hooks' own journal.
+ * managed roles (lease ttl 3 s, so that an agent starved by a busy machine does not miss its
+ * renewal deadline; heartbeats every 100 ms). Roles are checked from heartbeats (the drill's
+ * result), from the demo services' own `HEALTH` answers, and from the hooks' own journal.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -28,7 +29,7 @@ describe("drills on a managed pair", () => {
   const [a, b] = ["p1-a", "p1-b"];
 
   before(async () => {
-    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 1000, hookJournal: true });
+    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 3000, hookJournal: true });
   });
 
   /** Resolves once a heartbeat of `node` satisfies `pred`. */
