@@ -191,6 +191,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       );
       hb.start();
       cleanups.push(() => hb.stop());
+      // A role change is announced at once, not up to an interval later.
+      cleanups.push(role.onChange(() => hb.beatNow()));
 
       const peer = new PeerWatch(
         conn,

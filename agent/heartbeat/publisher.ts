@@ -1,7 +1,8 @@
 /**
  * Publishes a Heartbeat every interval on a fixed schedule (a late beat does not shift the next
- * ones). The sequence counts every scheduled beat, so a reader sees a gap when beats were skipped
- * while NATS was unreachable; a skipped beat is not queued and replayed later.
+ * ones), plus one at once when asked (`beatNow`, on a role change, so that readers need not wait up
+ * to an interval to learn it). The sequence counts every beat, sent or skipped, so a reader sees a
+ * gap when beats were skipped while NATS was unreachable; a skipped beat is not queued and replayed later.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Heartbeat } from "../../proto/index.js";
@@ -46,9 +47,22 @@ export class HeartbeatPublisher {
     this.timer = null;
   }
 
+  /** Publishes a beat now, off the schedule (which stays as it was). */
+  beatNow(): void {
+    if (this.timer) this.publish();
+  }
+
   private beat(): void {
     const lag = performance.now() - this.next;
     this.metrics.heartbeatLagMs.set(Math.max(0, lag));
+    this.publish();
+    this.next += this.intervalMs;
+    // After a long stall (a suspended process), restart the schedule rather than firing a burst.
+    if (this.next < performance.now()) this.next = performance.now() + this.intervalMs;
+    this.timer = setTimeout(() => this.beat(), this.next - performance.now());
+  }
+
+  private publish(): void {
     this.sequence += 1;
     if (this.connected && !this.nc.isClosed()) {
       const hb = Heartbeat.fromPartial({
@@ -68,9 +82,5 @@ export class HeartbeatPublisher {
     } else {
       this.metrics.heartbeats.inc({ result: "skipped" });
     }
-    this.next += this.intervalMs;
-    // After a long stall (a suspended process), restart the schedule rather than firing a burst.
-    if (this.next < performance.now()) this.next = performance.now() + this.intervalMs;
-    this.timer = setTimeout(() => this.beat(), this.next - performance.now());
   }
 }

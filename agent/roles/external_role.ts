@@ -4,6 +4,7 @@ import type { CommandConfig, HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
+import { Serial } from "./serial.js";
 import type { NodeRole, RoleController, RoleListener } from "./types.js";
 
 /** Where the external role is read from. */
@@ -19,6 +20,7 @@ export class ExternalRole implements RoleController {
   private readonly state = new RoleState("unknown");
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly switching = new Serial();
 
   constructor(
     private readonly source: ExternalSource,
@@ -59,18 +61,39 @@ export class ExternalRole implements RoleController {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.switching.idle();
   }
 
-  async switchover(target: RoleName, signal?: AbortSignal): Promise<NodeRole> {
-    const hook = target === "active" ? this.hooks.promote : this.hooks.demote;
-    if (!hook) {
-      throw new AgentError(
-        "EPRECONDITION",
-        `roles come from an external HA manager and no ${target === "active" ? "promote" : "demote"} hook is configured (role.hooks); switch over in the HA manager`,
-      );
-    }
-    await runCommand(hook, `${target === "active" ? "promote" : "demote"} hook`, this.env, signal);
-    return this.refresh();
+  /**
+   * Runs the hook, then re-reads the source until the HA manager reports `target` (it may apply
+   * the hook's request after the hook returns): resolves only once the role really changed, so
+   * nothing waits for the next poll. The hook's timeout bounds hook and confirmation together.
+   */
+  switchover(target: RoleName, signal?: AbortSignal): Promise<NodeRole> {
+    return this.switching.run(async () => {
+      const what = target === "active" ? "promote" : "demote";
+      const hook = target === "active" ? this.hooks.promote : this.hooks.demote;
+      if (!hook) {
+        throw new AgentError(
+          "EPRECONDITION",
+          `roles come from an external HA manager and no ${what} hook is configured (role.hooks); switch over in the HA manager`,
+        );
+      }
+      const deadline = performance.now() + hook.timeoutMs;
+      await runCommand(hook, `${what} hook`, this.env, signal);
+      const recheckMs = Math.min(this.pollMs, 20);
+      for (;;) {
+        if ((await this.refresh()) === target) return target;
+        signal?.throwIfAborted();
+        if (performance.now() + recheckMs > deadline) {
+          throw new AgentError(
+            "EHOOK",
+            `the ${what} hook (${hook.argv.join(" ")}) ran, but the HA manager still reports ${this.state.role} ${hook.timeoutMs} ms after it was started`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, recheckMs));
+      }
+    });
   }
 
   onChange(l: RoleListener): () => void {

@@ -10,12 +10,13 @@
  */
 
 import { jetstream } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
+import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
+import { Serial } from "./serial.js";
 import type { NodeRole, RoleController, RoleListener } from "./types.js";
 
 /** The lease value stored in KV. */
@@ -42,11 +43,23 @@ export interface LeaseSettings {
   hooks: HooksConfig;
 }
 
-/** What this node knows of the lease: a discriminated union, so a holder always has a revision and a renewal time. */
+/**
+ * What this node knows of the lease: a discriminated union, so a holder always has a revision, a
+ * renewal time and its promotion (the promote hook's run for this holding, which resolves once the
+ * role is active).
+ */
 type LeaseView =
-  | { kind: "holding"; revision: number; lastRenewSentAt: number }
+  | { kind: "holding"; revision: number; lastRenewSentAt: number; promotion: Promotion }
   | { kind: "watching"; revision: number; since: number }
   | { kind: "none" };
+
+/** The promote hook's run for one holding of the lease. */
+interface Promotion {
+  /** Resolves once the hook finished and the role is active; rejects when the hook failed or the lease was lost first. */
+  done: Promise<void>;
+  /** Cancels the hook (the lease was lost or given up while it ran). */
+  cancel: AbortController;
+}
 
 const monotonicMs = () => performance.now();
 
@@ -59,6 +72,11 @@ export class ManagedRole implements RoleController {
   private stopped = false;
   private releasedAt = Number.NEGATIVE_INFINITY;
   private busy: Promise<void> = Promise.resolve();
+  /** A lease step is running; `again` asks for another one right after it. */
+  private stepping = false;
+  private again = false;
+  private readonly hooks = new Serial();
+  private watcher: QueuedIterator<KvWatchEntry> | null = null;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -80,15 +98,29 @@ export class ManagedRole implements RoleController {
   }
 
   async start(): Promise<void> {
-    const loop = () => {
+    this.step(() => this.tick().then(() => this.fence()));
+  }
+
+  /** Runs `work` (a lease step) now, or right after the step running; then a step every renewMs. */
+  private step(work: () => Promise<void> = () => this.tick()): void {
+    if (this.stopped) return;
+    if (this.stepping) {
+      this.again = true;
+      return;
+    }
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.stepping = true;
+    this.busy = work().finally(() => {
+      this.stepping = false;
       if (this.stopped) return;
-      this.tickTimer = setTimeout(() => {
-        this.busy = this.tick().finally(loop);
-      }, this.s.renewMs);
-    };
-    this.busy = this.tick()
-      .then(() => this.fence())
-      .finally(loop);
+      if (this.again) {
+        this.again = false;
+        this.step();
+      } else {
+        this.tickTimer = setTimeout(() => this.step(), this.s.renewMs);
+      }
+    });
   }
 
   /**
@@ -97,10 +129,11 @@ export class ManagedRole implements RoleController {
    * and the peer takes over when that run's lease expires). Never throws.
    */
   private async fence(): Promise<void> {
-    if (this.state.role === "active" || !this.s.hooks.demote) return;
-    await runCommand(this.s.hooks.demote, "demote hook", this.env).catch((err) =>
-      this.log("demote hook at start failed", err),
-    );
+    if (this.view.kind === "holding" || !this.s.hooks.demote) return;
+    const hook = this.s.hooks.demote;
+    await this.hooks
+      .run(() => runCommand(hook, "demote hook", this.env))
+      .catch((err) => this.log("demote hook at start failed", err));
   }
 
   /**
@@ -111,12 +144,14 @@ export class ManagedRole implements RoleController {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.watcher?.stop();
     await this.busy.catch(() => undefined);
     if (this.view.kind === "holding" && this.kv) await this.stepDown(this.kv, "agent stopping");
     this.clearDemoteTimer();
+    await this.hooks.idle();
   }
 
-  /** Demotes (role, then hook) and releases the lease by compare-and-swap; a failed release only delays the peer. */
+  /** Demotes (role, then hook to its end) and then releases the lease by compare-and-swap; a failed release only delays the peer. */
   private async stepDown(kv: KV, reason: string): Promise<void> {
     const held = this.view;
     this.releasedAt = monotonicMs();
@@ -136,9 +171,35 @@ export class ManagedRole implements RoleController {
     if (!this.kv) {
       // Requests give up well within the demote deadline, so a dead link cannot pile them up.
       const js = jetstream(this.nc, { timeout: Math.max(50, Math.floor(this.s.demoteAfterMs / 2)) });
-      this.kv = await new Kvm(js).create(this.s.bucket, { history: 1 });
+      const kv = await new Kvm(js).create(this.s.bucket, { history: 1 });
+      if (!this.kv) {
+        this.kv = kv;
+        void this.watchReleases(kv);
+      }
     }
     return this.kv;
+  }
+
+  /**
+   * Takes a lease step as soon as the lease is released (or deleted), instead of at the next
+   * renewMs tick: a graceful handover then waits for no timer. A watch that fails is started again
+   * a renewMs later; until then a release is seen at the next tick.
+   */
+  private async watchReleases(kv: KV): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const it = await kv.watch({ key: this.s.key, include: KvWatchInclude.UpdatesOnly });
+        this.watcher = it;
+        if (this.stopped) it.stop();
+        for await (const e of it) {
+          const released = e.operation !== "PUT" || e.length === 0 || e.json<LeaseValue>().holder === "";
+          if (released && this.view.kind !== "holding") this.step();
+        }
+      } catch (err) {
+        if (!this.stopped) this.log("lease watch failed; a released lease is seen at the next renewal", err);
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, this.s.renewMs).unref());
+    }
   }
 
   private encode(v: LeaseValue): string {
@@ -160,26 +221,63 @@ export class ManagedRole implements RoleController {
     );
   }
 
-  /** Steps down at once: the role first, then the hook (whose failure is reported, never undoes the demotion). */
+  /**
+   * Steps down at once: cancels a promote hook still running, sets the role, then runs the demote
+   * hook after any hook before it (its failure is reported, never undoes the demotion). Resolves
+   * when the demote hook has finished.
+   */
   private demote(reason: string): Promise<void> {
     this.clearDemoteTimer();
-    const was = this.state.role;
+    const held = this.view;
+    const mayServe = held.kind === "holding" || this.state.role === "active";
+    if (held.kind === "holding") held.promotion.cancel.abort();
     this.view = { kind: "none" };
     this.state.set("standby", reason);
-    if (was !== "active" || !this.s.hooks.demote) return Promise.resolve();
-    return runCommand(this.s.hooks.demote, "demote hook", this.env).then(
-      () => undefined,
-      (err) => this.log("demote hook failed", err),
-    );
+    const hook = this.s.hooks.demote;
+    if (!mayServe || !hook) return this.hooks.idle();
+    return this.hooks
+      .run(() => runCommand(hook, "demote hook", this.env))
+      .then(
+        () => undefined,
+        (err) => this.log("demote hook failed", err),
+      );
   }
 
+  /** Holds the lease from now on; the role turns active once the promote hook has finished. */
   private becomeActive(revision: number, sentAt: number, reason: string): void {
-    this.view = { kind: "holding", revision, lastRenewSentAt: sentAt };
+    const cancel = new AbortController();
+    const promotion: Promotion = { cancel, done: Promise.resolve() };
+    const stillOurs = () => this.view.kind === "holding" && this.view.promotion === promotion;
+    const hook = this.s.hooks.promote;
+    promotion.done = this.hooks
+      .run(async () => {
+        if (cancel.signal.aborted || !stillOurs()) return;
+        if (hook) await runCommand(hook, "promote hook", this.env, cancel.signal);
+      })
+      .then(
+        () => {
+          if (!stillOurs()) {
+            throw new AgentError("EPRECONDITION", "the lease was lost or given up before the promote hook finished");
+          }
+          this.state.set("active", reason);
+        },
+        async (err: unknown) => {
+          if (!stillOurs()) {
+            throw new AgentError(
+              "EPRECONDITION",
+              "the lease was lost or given up while the promote hook ran",
+              {},
+              { cause: err },
+            );
+          }
+          this.log("promote hook failed; giving the lease up so that the peer can take over", err);
+          if (this.kv) await this.stepDown(this.kv, "promote hook failed");
+          throw err;
+        },
+      );
+    promotion.done.catch(() => undefined);
+    this.view = { kind: "holding", revision, lastRenewSentAt: sentAt, promotion };
     this.armDemote(sentAt);
-    this.state.set("active", reason);
-    if (this.s.hooks.promote) {
-      runCommand(this.s.hooks.promote, "promote hook", this.env).catch((err) => this.log("promote hook failed", err));
-    }
   }
 
   private mine(sentAt: number): string {
@@ -192,10 +290,11 @@ export class ManagedRole implements RoleController {
       const kv = await this.bucket();
       if (this.view.kind === "holding") {
         const sentAt = monotonicMs();
+        const held = this.view;
         try {
-          const revision = await kv.update(this.s.key, this.mine(sentAt), this.view.revision);
-          if (this.view.kind !== "holding") return; // demoted while the request was out
-          this.view = { kind: "holding", revision, lastRenewSentAt: sentAt };
+          const revision = await kv.update(this.s.key, this.mine(sentAt), held.revision);
+          if (this.view !== held) return; // demoted while the request was out
+          this.view = { ...held, revision, lastRenewSentAt: sentAt };
           this.armDemote(sentAt);
         } catch (err) {
           if (isCasFailure(err)) void this.demote("the lease was taken by another node");
@@ -213,12 +312,18 @@ export class ManagedRole implements RoleController {
   private async challenge(kv: KV, force = false): Promise<void> {
     const now = monotonicMs();
     const entry = await kv.get(this.s.key);
+    // A step that ran meanwhile (a watch event, a switchover call) may have taken it already.
+    if (this.view.kind === "holding" || this.stopped) return;
     const sentAt = monotonicMs();
     if (entry?.operation !== "PUT" || entry.length === 0) {
-      const rev = entry
-        ? await kv.update(this.s.key, this.mine(sentAt), entry.revision)
-        : await kv.create(this.s.key, this.mine(sentAt));
-      this.becomeActive(rev, sentAt, "lease was free");
+      try {
+        const rev = entry
+          ? await kv.update(this.s.key, this.mine(sentAt), entry.revision)
+          : await kv.create(this.s.key, this.mine(sentAt));
+        this.becomeActive(rev, sentAt, "lease was free");
+      } catch (err) {
+        if (!isCasFailure(err)) throw err;
+      }
       return;
     }
     const v = entry.json<LeaseValue>();
@@ -242,10 +347,14 @@ export class ManagedRole implements RoleController {
     }
   }
 
+  /**
+   * To standby: demote (hook to its end), then release the lease. To active: take the lease (it must
+   * be free or ours) and resolve once the promote hook has finished, so the caller knows the service
+   * serves; rejects with the hook's EHOOK when it failed (the lease is then given up again).
+   */
   async switchover(target: RoleName, signal?: AbortSignal): Promise<NodeRole> {
     signal?.throwIfAborted();
     await this.busy.catch(() => undefined);
-    if (target === this.state.role) return target;
     const kv = await this.bucket().catch((err) => {
       throw new AgentError(
         "ENATS",
@@ -255,21 +364,37 @@ export class ManagedRole implements RoleController {
       );
     });
     if (target === "standby") {
-      await this.stepDown(kv, "switchover");
+      if (this.view.kind === "holding") await this.stepDown(kv, "switchover");
+      else await this.hooks.idle(); // a demotion already under way ends first
       return this.state.role;
     }
-    const v = await this.readLease();
-    if (v && v.holder !== "" && v.holder !== this.s.node) {
-      throw new AgentError(
-        "EPRECONDITION",
-        `node ${v.holder} holds the pair's lease; switch it to standby first (it releases the lease and this node takes over)`,
-      );
+    if (this.view.kind !== "holding") {
+      const v = await this.readLease();
+      if (v && v.holder !== "" && v.holder !== this.s.node) {
+        throw new AgentError(
+          "EPRECONDITION",
+          `node ${v.holder} holds the pair's lease; switch it to standby first (it releases the lease and this node takes over)`,
+        );
+      }
+      await this.challenge(kv, true);
     }
-    await this.challenge(kv, true);
-    if (this.state.role !== "active")
+    const held = this.view;
+    if (held.kind !== "holding")
       throw new AgentError("EPRECONDITION", "could not take the lease (another node took it first); try again");
+    await untilDone(held.promotion.done, signal);
     return this.state.role;
   }
+}
+
+/** Waits for `p`, or rejects when `signal` aborts first (`p` goes on). */
+function untilDone(p: Promise<void>, signal?: AbortSignal): Promise<void> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function isCasFailure(err: unknown): boolean {

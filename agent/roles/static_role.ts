@@ -2,10 +2,12 @@
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
+import { Serial } from "./serial.js";
 import type { NodeRole, RoleController, RoleListener } from "./types.js";
 
 export class StaticRole implements RoleController {
   private readonly state: RoleState;
+  private readonly switching = new Serial();
 
   constructor(
     initial: RoleName,
@@ -20,14 +22,20 @@ export class StaticRole implements RoleController {
   }
 
   async start(): Promise<void> {}
-  async stop(): Promise<void> {}
+  async stop(): Promise<void> {
+    await this.switching.idle();
+  }
 
-  async switchover(target: RoleName, signal?: AbortSignal): Promise<NodeRole> {
-    if (target === this.state.role) return target;
-    const hook = target === "active" ? this.hooks.promote : this.hooks.demote;
-    if (hook) await runCommand(hook, `${target === "active" ? "promote" : "demote"} hook`, this.env, signal);
-    this.state.set(target, "switchover");
-    return target;
+  /** Runs the hook to its end, then changes the role: the role says active only once the service is. One switchover at a time. */
+  switchover(target: RoleName, signal?: AbortSignal): Promise<NodeRole> {
+    return this.switching.run(async () => {
+      signal?.throwIfAborted();
+      if (target === this.state.role) return target;
+      const hook = target === "active" ? this.hooks.promote : this.hooks.demote;
+      if (hook) await runCommand(hook, `${target === "active" ? "promote" : "demote"} hook`, this.env, signal);
+      this.state.set(target, "switchover");
+      return target;
+    });
   }
 
   onChange(l: RoleListener): () => void {

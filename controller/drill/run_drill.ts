@@ -243,9 +243,13 @@ class Drill {
   }
 
   /**
-   * Demote first, then promote: a managed active releases the lease as it steps down (and leaves it
-   * to its peer for one lease ttl, which expires by itself); a static or external role source runs
-   * the demote hook before the promote hook. Never two actives, at the cost of a short gap with none.
+   * A handover of awaited steps, none of them a heartbeat or a ttl: the old active's Switchover
+   * call returns once its demote hook has finished (a managed node then releases the lease, and
+   * leaves it to its peer for one lease ttl, which expires by itself); the new active's call
+   * returns once its promote hook has finished (a managed standby may already have taken the
+   * released lease through its watch; the call then waits for that promotion). Never two actives;
+   * the window with none is the hooks' own run time plus one call. Agents heartbeat a role change
+   * at once, so detection and takeover are measured from those beats.
    */
   async switchover(): Promise<DrillResult> {
     const oldA = this.active.node;
@@ -265,7 +269,6 @@ class Drill {
     detected.catch(() => undefined);
     took.catch(() => undefined);
     await this.switchTo(oldA, "standby");
-    // A managed standby may already have taken the released lease; the call then changes nothing.
     await this.switchTo(newA, "active").catch((err: DrillError) =>
       this.warn(`${err.message} (waiting for ${newA} to take over by itself)`),
     );

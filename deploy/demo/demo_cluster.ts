@@ -123,7 +123,11 @@ export async function startNode(o: DemoNodeOptions): Promise<DemoNode> {
       role: {
         source: "static",
         role: o.role,
-        hooks: { promote: roleFileHook(roleFile, "active"), demote: roleFileHook(roleFile, "standby") },
+        // The hooks end once the service answers in its new role, so a switchover waits for nothing else.
+        hooks: {
+          promote: roleFileHook(roleFile, "active", { servicePort }),
+          demote: roleFileHook(roleFile, "standby", { servicePort }),
+        },
       },
       services: [
         {

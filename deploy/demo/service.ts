@@ -180,12 +180,38 @@ export async function writeRoleFile(roleFile: string, role: "active" | "standby"
 }
 
 /**
- * A promote or demote hook for an agent's configuration (argv form, no shell): it rewrites the
- * service's role file atomically with this machine's node, and the service follows within 100 ms.
+ * What the role-file hook runs (bash, for its /dev/tcp): rewrites the role file atomically (the
+ * service sees the rename through inotify), then, given the service's port, asks `HEALTH` until
+ * the service reports the role, so that the hook ends only once the service has really switched.
+ * A demotion also counts as done when nothing listens (a service that is down serves nobody, and
+ * it starts as standby from its role file). The agent's hook timeout bounds the wait.
  */
-export function roleFileHook(roleFile: string, role: "active" | "standby"): string[] {
-  const script =
-    "const fs=require('fs');const [f,r]=process.argv.slice(1);" +
-    "fs.writeFileSync(f+'.tmp'+process.pid,r+'\\n');fs.renameSync(f+'.tmp'+process.pid,f)";
-  return [process.execPath, "-e", script, roleFile, role];
+const ROLE_FILE_HOOK = `
+f=$1 role=$2 port=$3 tmp="$1.tmp.$$"
+printf '%s\n' "$role" >"$tmp" && mv -f "$tmp" "$f" || exit 1
+[ -n "$port" ] || exit 0
+while :; do
+  if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+    ok= got=
+    { printf 'HEALTH\n' >&3 && read -r -t 2 ok got _ <&3; } 2>/dev/null
+    exec 3<&-
+    [ "$ok $got" = "OK $role" ] && exit 0
+  elif [ "$role" = standby ]; then
+    exit 0
+  fi
+  sleep 0.005
+done`;
+
+/**
+ * A promote or demote hook for an agent's configuration (argv form): it rewrites the service's
+ * role file atomically, and, given `servicePort`, returns only once the service on 127.0.0.1 at
+ * that port answers `HEALTH` in the new role (without it, the service follows at once but the hook
+ * does not wait for it).
+ */
+export function roleFileHook(
+  roleFile: string,
+  role: "active" | "standby",
+  options: { servicePort?: number } = {},
+): string[] {
+  return ["/bin/bash", "-c", ROLE_FILE_HOOK, "role-file-hook", roleFile, role, String(options.servicePort ?? "")];
 }

@@ -130,7 +130,7 @@ describe("demo service", () => {
     assert.match(s.output(), /role standby -> active \(SIGUSR1\)\nrole active -> standby \(SIGUSR2\)/);
   });
 
-  it("follows its role file when its content changes (polled every 100 ms, or on SIGHUP)", async () => {
+  it("follows its role file when its content changes (watched with inotify and checked every 100 ms, or on SIGHUP)", async () => {
     const roleFile = path.join(dir, "role");
     await writeFile(roleFile, "standby\n");
     const s = await start({ binary, roleFile });
@@ -156,6 +156,32 @@ describe("demo service", () => {
     await execFileAsync(cmd2 as string, args2);
     await waitFor("hook demotion", async () => (await ask(s.endpoint, "HEALTH")) === "OK standby v1");
     assert.doesNotMatch(s.output(), /does not hold/, "the service never saw a half-written file");
+  });
+
+  it("the role-file hook given the service's port returns only once the service answers in the new role", async () => {
+    const roleFile = path.join(dir, "confirm-role");
+    await writeRoleFile(roleFile, "standby");
+    const s = await start({ binary, roleFile });
+    for (const role of ["active", "standby", "active"] as const) {
+      const [cmd, ...args] = roleFileHook(roleFile, role, { servicePort: s.endpoint.port });
+      await execFileAsync(cmd as string, args, { timeout: 10_000 });
+      assert.equal(await ask(s.endpoint, "HEALTH"), `OK ${role} v1`);
+    }
+  });
+
+  it("with no service listening, the demote hook succeeds (nothing serves) and the promote hook keeps waiting until killed", async () => {
+    const roleFile = path.join(dir, "nobody-role");
+    await writeRoleFile(roleFile, "active");
+    const s = await start({ binary, roleFile });
+    const port = s.endpoint.port;
+    await s.stop();
+    const [cmd, ...args] = roleFileHook(roleFile, "standby", { servicePort: port });
+    await execFileAsync(cmd as string, args, { timeout: 10_000 });
+    const [pcmd, ...pargs] = roleFileHook(roleFile, "active", { servicePort: port });
+    await assert.rejects(
+      execFileAsync(pcmd as string, pargs, { timeout: 500, killSignal: "SIGKILL" }),
+      (e: { killed?: boolean }) => e.killed === true,
+    );
   });
 
   it("writes its pid file and removes it when stopped with SIGTERM", async () => {

@@ -4,7 +4,7 @@
  * in managed role mode whose promote/demote hooks rewrite the role files. Everything it starts is
  * stopped by close().
  */
-import { copyFile, mkdir } from "node:fs/promises";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import {
   buildDemoService,
@@ -27,6 +27,20 @@ export interface PairSettings {
   cluster?: string;
   /** Pair name (default p1). */
   pair?: string;
+  /** Every hook run also writes `<node> <role> start|end <ns since the epoch>` lines, from the hook itself, to the journal. */
+  hookJournal?: boolean;
+}
+
+/** One line of the hook journal. */
+export interface HookRun {
+  /** Node whose agent ran the hook. */
+  node: string;
+  /** The role the hook moves its service to. */
+  role: "active" | "standby";
+  /** Whether the hook was starting or had finished (end is written only when it succeeded). */
+  phase: "start" | "end";
+  /** When, by the hook's own clock reading (`date +%s%N`), ns since the epoch. */
+  ns: bigint;
 }
 
 interface NodeParts {
@@ -56,6 +70,8 @@ export interface TestPair {
   servicePid(node: string): number;
   /** Port the node's demo service listens on (the same across restarts). */
   servicePort(node: string): number;
+  /** The hook journal so far (empty without `hookJournal`). */
+  hookRuns(): Promise<HookRun[]>;
   /** Kills everything and removes the temp folder. */
   close(): Promise<void>;
 }
@@ -67,6 +83,7 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
   const nats = await startNatsServer();
   const built = await buildDemoService(path.join(tmp.dir, "quote_service"));
   const nodes: [string, string] = [`${pair}-a`, `${pair}-b`];
+  const journal = path.join(tmp.dir, "hooks.journal");
   const parts = new Map<string, NodeParts>();
 
   const part = (node: string): NodeParts => {
@@ -103,6 +120,17 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
     servicePort(node) {
       return part(node).port;
     },
+    async hookRuns() {
+      const text = await readFile(journal, "utf8").catch(() => "");
+      return text
+        .trim()
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => {
+          const [node = "", role, phase, ns = "0"] = l.split(" ");
+          return { node, role: role as HookRun["role"], phase: phase as HookRun["phase"], ns: BigInt(ns) };
+        });
+    },
     async close() {
       for (const p of parts.values()) {
         await p.agent?.kill("SIGKILL").catch(() => undefined);
@@ -123,7 +151,15 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
       const roleFile = path.join(dir, "role");
       await writeRoleFile(roleFile, "standby");
       const port = await freePort();
-      const hook = (role: "active" | "standby") => ({ run: roleFileHook(roleFile, role), timeoutMs: 5000 });
+      const hook = (role: "active" | "standby") => {
+        const run = roleFileHook(roleFile, role, { servicePort: port });
+        if (!s.hookJournal) return { run, timeoutMs: 5000 };
+        // The journal's lines come from the hook's own process, before and after the real hook.
+        const wrap =
+          'j=$1 r=$2; shift 2; echo "$HOTPATCH_NODE $r start $(date +%s%N)" >>"$j"; "$@" || exit; ' +
+          'echo "$HOTPATCH_NODE $r end $(date +%s%N)" >>"$j"';
+        return { run: ["/bin/sh", "-c", wrap, "journal", journal, role, ...run], timeoutMs: 5000 };
+      };
       const doc = agentDoc(tmp.dir, node, nats.url, {
         cluster,
         pair,

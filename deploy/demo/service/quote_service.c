@@ -11,8 +11,8 @@
  * The bug: compute_price() charges one unit too many. deploy/demo/fix/fix_price.c holds the fixed
  * compute_price() and a service_version() that says "v2"; hotpatch swaps both in while it serves.
  *
- * Role: --role active|standby, or --role-file FILE holding "active" or "standby" (re-read when its
- * content changes, checked every 100 ms, and at once on SIGHUP). SIGUSR1 promotes, SIGUSR2 demotes
+ * Role: --role active|standby, or --role-file FILE holding "active" or "standby" (re-read as soon as
+ * its folder changes, watched with inotify; also every 100 ms, and at once on SIGHUP). SIGUSR1 promotes, SIGUSR2 demotes
  * (the hooks an agent runs); SIGTERM/SIGINT stop it. Prints "ready <pid> port <port> ..." when up.
  *
  * Build: gcc -g -O2 -fPIE -pie -fcf-protection -pthread -o quote_service quote_service.c
@@ -21,13 +21,18 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,24 +197,59 @@ static void check_role_file(int force) {
   set_role(role, "role file");
 }
 
-/* Handles the signals of the whole process on one thread, so no handler runs async. */
+/* An inotify fd on the role file's folder (the file is replaced by rename, so the folder is what
+ * changes), or -1 without a role file or inotify; the 100 ms check then still applies. */
+static int watch_role_folder(void) {
+  if (!role_file) return -1;
+  char copy[PATH_MAX];
+  snprintf(copy, sizeof copy, "%s", role_file);
+  int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) return -1;
+  if (inotify_add_watch(fd, dirname(copy), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Handles the signals of the whole process on one thread (a signalfd), so no handler runs async;
+ * the same thread follows the role file. */
 static void *signal_main(void *arg) {
   sigset_t *set = arg;
-  struct timespec tick = {0, 100 * 1000 * 1000};
+  int sfd = signalfd(-1, set, SFD_CLOEXEC);
+  if (sfd < 0) {
+    perror("quote_service: signalfd");
+    _exit(1);
+  }
+  int ifd = watch_role_folder();
+  struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ifd, .events = POLLIN}};
   for (;;) {
-    int sig = sigtimedwait(set, NULL, &tick);
-    switch (sig) {
-      case SIGUSR1: set_role(ROLE_ACTIVE, "SIGUSR1"); break;
-      case SIGUSR2: set_role(ROLE_STANDBY, "SIGUSR2"); break;
-      case SIGHUP: check_role_file(1); break;
-      case SIGTERM:
-      case SIGINT:
-        if (pid_file) unlink(pid_file);
-        printf("stopping on signal %d\n", sig);
-        fflush(stdout);
-        _exit(0);
-      default: check_role_file(0); break;
+    int n = poll(fds, ifd >= 0 ? 2 : 1, 100);
+    if (n < 0 && errno != EINTR) {
+      perror("quote_service: poll");
+      _exit(1);
     }
+    if (n > 0 && ifd >= 0 && (fds[1].revents & POLLIN)) {
+      char events[4096];
+      while (read(ifd, events, sizeof events) > 0) {
+      }
+    }
+    struct signalfd_siginfo si;
+    if (n > 0 && (fds[0].revents & POLLIN) && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+      switch (si.ssi_signo) {
+        case SIGUSR1: set_role(ROLE_ACTIVE, "SIGUSR1"); continue;
+        case SIGUSR2: set_role(ROLE_STANDBY, "SIGUSR2"); continue;
+        case SIGHUP: check_role_file(1); continue;
+        case SIGTERM:
+        case SIGINT:
+          if (pid_file) unlink(pid_file);
+          printf("stopping on signal %d\n", (int)si.ssi_signo);
+          fflush(stdout);
+          _exit(0);
+        default: break;
+      }
+    }
+    check_role_file(0);
   }
   return NULL;
 }

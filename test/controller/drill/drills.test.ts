@@ -1,11 +1,12 @@
 /**
  * Drills on a real pair: a nats-server, two demo services and two `hotpatch agent` processes with
- * managed roles (lease ttl 1 s, heartbeats every 100 ms). Roles are checked from heartbeats (the
- * drill's result) and from the demo services' own `HEALTH` answers.
+ * managed roles (lease ttl 3 s, so that an agent starved by a busy machine does not miss its
+ * renewal deadline; heartbeats every 100 ms). Roles are checked from heartbeats (the drill's
+ * result), from the demo services' own `HEALTH` answers, and from the hooks' own journal.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ClusterView, connectNats } from "../../../controller/cluster/index.js";
+import { ClusterView, connectNats, type NodeView } from "../../../controller/cluster/index.js";
 import {
   type DrillError,
   type DrillEvent,
@@ -14,7 +15,7 @@ import {
   runDrill,
 } from "../../../controller/drill/index.js";
 import { waitFor } from "../../helpers/agent_harness.js";
-import { startTestPair, type TestPair } from "../../helpers/pair_harness.js";
+import { type HookRun, startTestPair, type TestPair } from "../../helpers/pair_harness.js";
 
 describe("drills on a managed pair", () => {
   let p: TestPair;
@@ -28,8 +29,23 @@ describe("drills on a managed pair", () => {
   const [a, b] = ["p1-a", "p1-b"];
 
   before(async () => {
-    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 1000 });
+    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 3000, hookJournal: true });
   });
+
+  /** Resolves once a heartbeat of `node` satisfies `pred`. */
+  const beatOf = async (node: string, what: string, pred: (n: NodeView) => boolean): Promise<void> => {
+    const nc = await connectNats([p.nats.url], "test");
+    const view = ClusterView.watch(nc, p.cluster);
+    try {
+      await waitFor(what, () => {
+        const n = view.node(p.pair, node);
+        return n && pred(n) ? true : undefined;
+      });
+    } finally {
+      view.close();
+      await nc.close();
+    }
+  };
   after(async () => {
     await p?.close();
   });
@@ -54,17 +70,10 @@ describe("drills on a managed pair", () => {
   it("refuses a pair whose standby service is down with EPAIR_UNHEALTHY, and changes nothing", async () => {
     const standbyPid = p.servicePid(b);
     process.kill(standbyPid, "SIGKILL");
-    // The drill judges the pair from heartbeats: wait until b's agent has seen its service die.
-    const nc = await connectNats([p.nats.url], "test");
-    const view = ClusterView.watch(nc, p.cluster);
-    try {
-      await waitFor("b's heartbeat to report its service down", () =>
-        view.node(p.pair, b)?.services.some((s) => !s.healthy) ? true : undefined,
-      );
-    } finally {
-      view.close();
-      await nc.close();
-    }
+    // The drill judges from heartbeats: wait until b's agent has seen its service die.
+    await beatOf(b, "b's heartbeat to report its service unhealthy", (n) =>
+      n.services.some((x) => x.name === "quote" && !x.healthy),
+    );
     await assert.rejects(
       runDrill({ ...base(), kind: "switchover", discoveryMs: 1000 }),
       (e: DrillError) => e.code === "EPAIR_UNHEALTHY" && /p1-b: service quote unhealthy/.test(e.message),
@@ -76,7 +85,23 @@ describe("drills on a managed pair", () => {
 
   it("a switchover swaps the roles, never with two actives, and leaves the pair healthy", async () => {
     const events: DrillEvent[] = [];
+    await beatOf(b, "b's service to be healthy again", (n) => n.services.every((x) => x.healthy));
+    const before = (await p.hookRuns()).length;
     const r = await runDrill({ ...base(), kind: "switchover", onEvent: (e) => events.push(e) });
+    // When the drill returns, the new active's service already serves and the old one does not:
+    // each hook ends only once its service answers in the new role, and the drill waits for both.
+    assert.match(await p.health(b), /^OK active/);
+    assert.match(await p.health(a), /^OK standby/);
+    const runs = (await p.hookRuns()).slice(before);
+    const at = (node: string, role: HookRun["role"], phase: HookRun["phase"]) =>
+      runs.find((h) => h.node === node && h.role === role && h.phase === phase)?.ns;
+    const aDown = at(a, "standby", "end");
+    const bUp = at(b, "active", "start");
+    assert.ok(
+      aDown !== undefined && bUp !== undefined && at(b, "active", "end") !== undefined,
+      JSON.stringify(runs, (_k, v) => (typeof v === "bigint" ? String(v) : v)),
+    );
+    assert.ok(aDown < bUp, "b's promote hook started only after a's demote hook had finished");
     assert.equal(r.oldActive, a);
     assert.equal(r.newActive, b);
     assert.equal(r.bothActiveSeen, false);
@@ -88,11 +113,6 @@ describe("drills on a managed pair", () => {
     const up = r.timeline.find((c) => c.node === b && c.role === "active");
     assert.ok(down && up, JSON.stringify(r.timeline));
     assert.ok(events.some((e) => e.kind === "takeover" && e.node === b));
-    // The services themselves follow the agents' hooks (a managed promote hook runs after the role changes).
-    await waitFor("b's service to answer as active", async () =>
-      (await p.health(b)).startsWith("OK active") ? true : undefined,
-    );
-    assert.match(await p.health(a), /^OK standby/);
     process.stdout.write(`# switchover: detection ${r.detectionMs} ms, takeover ${r.takeoverMs} ms\n`);
   });
 
