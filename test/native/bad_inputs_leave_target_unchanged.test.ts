@@ -196,7 +196,9 @@ describe("targets that cannot be patched", () => {
     }
   });
 
-  it("a target killed at any moment of an operation is let go: its own parent always sees it end", async () => {
+  it("a target killed at any moment of an operation is let go: its own parent always sees it end", {
+    timeout: 180_000,
+  }, async () => {
     const binary = await compileFixture("c/patch_target.c", ["-O2", "-fPIE", "-pie", "-pthread"]);
     const loopPatch = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
     let reaped = 0;

@@ -241,10 +241,21 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
   } else {
     bool others_released = false;
     long backoff_ns = 2'000;  // the target's thread needs a CPU to run the call: sleep, don't spin
+    auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
     for (;;) {
       int status = 0;
       const pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
       if (r == 0) {
+        // A killed leader reports its exit only after its other threads are reaped, which happens
+        // when we let go: look at the thread itself instead of waiting for that report.
+        if (Clock::now() > next_gone_check) {
+          const ProcessStatus st = ReadProcessStatus(t.tid);
+          if (!st.exists || st.state == 'Z' || st.state == 'X') {
+            throw EngineError("ETARGET_EXITED",
+                              "process " + std::to_string(pid_) + " exited during an injected call");
+          }
+          next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+        }
         if (!others_released && Clock::now() > patience) {
           ReleaseOthers();  // a lock holder among them can now finish, and so can our call
           others_released = true;
