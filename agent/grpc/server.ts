@@ -99,16 +99,23 @@ function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ct
 }
 
 /**
- * The chunks of an upload after its header. grpc-js may end the stream at the deadline a moment
- * before our own deadline signal fires, so an end at or past the deadline counts as the deadline,
- * never as a short upload.
+ * The chunks of an upload after its header. A client whose deadline passes cancels the call, and
+ * grpc-js may end the stream before our own deadline signal fires (the client's clock runs ahead of
+ * ours by the transit time), so an end by cancel or at the deadline counts as that, never as a short
+ * upload.
  */
-async function* chunksOf(it: AsyncIterator<StageBundleRequest>, deadlineAt: number): AsyncGenerator<Uint8Array> {
+async function* chunksOf(
+  it: AsyncIterator<StageBundleRequest>,
+  deadlineAt: number,
+  cancelled: () => boolean,
+): AsyncGenerator<Uint8Array> {
   for (;;) {
     const next = await it.next();
     if (next.done) {
+      await new Promise((r) => setImmediate(r)); // let grpc-js mark a cancel that ended the stream
       if (Date.now() >= deadlineAt - 1)
         throw new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete");
+      if (cancelled()) throw new AgentError("ECANCELLED", "the client cancelled the upload before it was complete");
       return;
     }
     const part = next.value.part;
@@ -146,7 +153,7 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
         const h = part.value;
         return svc.stageBundle(
           { bundleId: h.bundleId, size: h.size, sha256: h.sha256 },
-          chunksOf(it, ctx.deadlineAt),
+          chunksOf(it, ctx.deadlineAt, () => call.cancelled),
           ctx,
         );
       };
