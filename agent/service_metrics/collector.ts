@@ -6,6 +6,7 @@
  * `<service>.up.<source> = 0` and `<service>.metrics_up = 0`, and the failure is logged.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { deadlineSignal } from "../../common/index.js";
 import type { ScrapeConfig, ServiceConfig } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { type MainProcess, ProcMetrics } from "./proc_metrics.js";
@@ -35,9 +36,8 @@ interface Source {
 
 /**
  * Runs `work` with a signal that aborts after `ms` or when `outer` does, and rejects then even when
- * `work` ignores it (a /proc read stuck in the kernel). A plain timer and controller per read:
- * Node 20's AbortSignal.timeout inside AbortSignal.any can be collected before it fires, and
- * AbortSignal.any on a long-lived signal keeps every composite alive.
+ * `work` ignores it (a /proc read stuck in the kernel). The deadline is common/'s deadlineSignal,
+ * not AbortSignal.any over AbortSignal.timeout (which Node 20 can collect before it fires).
  */
 async function withDeadline<T>(
   what: string,
@@ -45,20 +45,22 @@ async function withDeadline<T>(
   ms: number,
   outer: AbortSignal,
 ): Promise<T> {
-  const ctl = new AbortController();
-  const onStop = () => ctl.abort(new AgentError("ESCRAPE", `${what}: cancelled, the agent is stopping`));
-  const timer = setTimeout(() => ctl.abort(new AgentError("ESCRAPE", `${what}: no result within ${ms} ms`)), ms);
-  if (outer.aborted) onStop();
-  else outer.addEventListener("abort", onStop, { once: true });
+  const deadline = deadlineSignal(ms, outer);
   const aborted = new Promise<never>((_, reject) => {
-    ctl.signal.addEventListener("abort", () => reject(ctl.signal.reason), { once: true });
+    const fail = () =>
+      reject(
+        outer.aborted
+          ? new AgentError("ESCRAPE", `${what}: cancelled, the agent is stopping`)
+          : new AgentError("ESCRAPE", `${what}: no result within ${ms} ms`),
+      );
+    if (deadline.signal.aborted) fail();
+    else deadline.signal.addEventListener("abort", fail, { once: true });
   });
   aborted.catch(() => undefined);
   try {
-    return await Promise.race([work(ctl.signal), aborted]);
+    return await Promise.race([work(deadline.signal), aborted]);
   } finally {
-    clearTimeout(timer);
-    outer.removeEventListener("abort", onStop);
+    deadline.dispose();
   }
 }
 

@@ -76,11 +76,13 @@ void RequireLiveProcess(pid_t pid) {
   }
 }
 
-void ThrowIfGone(pid_t pid, const std::string& during) {
+bool HasExited(pid_t pid) {
   const ProcessStatus st = ReadProcessStatus(pid);
-  if (!st.exists || st.state == 'Z' || st.state == 'X') {
-    throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited during " + during);
-  }
+  return !st.exists || st.state == 'Z' || st.state == 'X';
+}
+
+void ThrowIfGone(pid_t pid, const std::string& during) {
+  if (HasExited(pid)) throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited during " + during);
 }
 
 void ThrowForErrno(int err, pid_t pid, const std::string& what) {

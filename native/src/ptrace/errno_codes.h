@@ -21,6 +21,9 @@ ProcessStatus ReadProcessStatus(pid_t pid);
 // Throws the EngineError that explains why `what` failed with `err` on `pid`.
 [[noreturn]] void ThrowForErrno(int err, pid_t pid, const std::string& what);
 
+// Whether the process (or, given a thread id, the thread) has exited: gone, zombie or dying.
+bool HasExited(pid_t pid);
+
 // Throws ETARGET_EXITED when the process has exited (gone, zombie or dying) since an operation on it began.
 void ThrowIfGone(pid_t pid, const std::string& during);
 

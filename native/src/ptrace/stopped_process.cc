@@ -249,8 +249,7 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
         // A killed leader reports its exit only after its other threads are reaped, which happens
         // when we let go: look at the thread itself instead of waiting for that report.
         if (Clock::now() > next_gone_check) {
-          const ProcessStatus st = ReadProcessStatus(t.tid);
-          if (!st.exists || st.state == 'Z' || st.state == 'X') {
+          if (HasExited(t.tid)) {
             throw EngineError("ETARGET_EXITED",
                               "process " + std::to_string(pid_) + " exited during an injected call");
           }
