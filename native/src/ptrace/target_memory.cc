@@ -19,6 +19,14 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// /proc/PID/mem answers 0 (not an error) once the address space has no users: the process is past
+// exit_mm() but may not show as a zombie yet, so its status cannot tell us; an unmapped address
+// is EIO instead.
+[[noreturn]] void ThrowAddressSpaceGone(pid_t pid, const char* during) {
+  throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited during " + during +
+                                          " (its address space is gone)");
+}
+
 }  // namespace
 
 TargetMemory::TargetMemory(pid_t pid) : pid_(pid) {
@@ -31,7 +39,8 @@ size_t TargetMemory::ReadSome(uint64_t addr, uint8_t* out, size_t len) const {
   size_t done = 0;
   while (done < len) {
     const ssize_t n = ::pread(fd_.get(), out + done, len - done, static_cast<off_t>(addr + done));
-    if (n <= 0) break;
+    if (n == 0) ThrowAddressSpaceGone(pid_, "reading its memory");
+    if (n < 0) break;
     done += static_cast<size_t>(n);
   }
   return done;
@@ -52,7 +61,8 @@ void TargetMemory::Write(uint64_t addr, const void* bytes, size_t len) const {
   size_t done = 0;
   while (done < len) {
     const ssize_t n = ::pwrite(fd_.get(), p + done, len - done, static_cast<off_t>(addr + done));
-    if (n <= 0) {
+    if (n == 0) ThrowAddressSpaceGone(pid_, "writing its memory");
+    if (n < 0) {
       ThrowIfGone(pid_, "writing its memory");
       throw EngineError("EMEMORY", "cannot write " + std::to_string(len) + " bytes at " + Hex(addr) +
                                        " in process " + std::to_string(pid_) + ": " + std::strerror(errno));
