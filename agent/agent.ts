@@ -24,7 +24,7 @@ import { makeRole } from "./roles/make_role.js";
 import type { RoleController } from "./roles/types.js";
 import { AgentService, roleToProto } from "./service/agent_service.js";
 import { AllowList } from "./service/allow_list.js";
-import { ServiceMetrics } from "./service_metrics/collector.js";
+import { heartbeatMetrics, ServiceMetrics } from "./service_metrics/collector.js";
 import { BundleStore } from "./store/bundle_store.js";
 
 /** Options of startAgent beyond the configuration. */
@@ -184,7 +184,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
           agentStartTime,
           patches: service.patchStates(),
           load,
-          metrics: Object.assign({}, ...serviceMetrics.map((m) => m.snapshot())),
+          ...heartbeatMetrics(serviceMetrics),
         }),
         metrics,
         runId,

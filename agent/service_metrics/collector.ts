@@ -17,8 +17,16 @@ export type SourceId = "proc" | ScrapeConfig["kind"];
 
 /** The latest read of one source. */
 type Reading =
-  | { ok: true; startedAt: number; values: Map<string, number> }
+  | { ok: true; startedAt: number; startedAtEpochMs: number; values: Map<string, number> }
   | { ok: false; startedAt: number; message: string };
+
+/** A service's metrics for one heartbeat. */
+export interface MetricsSnapshot {
+  /** Metric name (`<service>.<name>`) to value. */
+  values: Record<string, number>;
+  /** When the oldest read whose values are in `values` started, ms since the epoch; null when no source is up. */
+  readAtMs: number | null;
+}
 
 /** Where the collector reports: failures and recoveries as log lines, every read as a counted result. */
 export interface MetricsReport {
@@ -89,6 +97,11 @@ export class ServiceMetrics {
     }
   }
 
+  /** Name of the service whose metrics these are. */
+  get service(): string {
+    return this.svc.name;
+  }
+
   /** Starts every source's loop (idempotent). */
   start(): void {
     if (this.loops.length > 0 || this.abort.signal.aborted) return;
@@ -105,10 +118,12 @@ export class ServiceMetrics {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       const startedAt = performance.now();
+      // By the same clock as the heartbeat's timestamp, which readers compare it with.
+      const startedAtEpochMs = Date.now();
       let reading: Reading;
       try {
         const values = await withDeadline(src.what, (sig) => src.read(sig), src.timeoutMs, signal);
-        reading = { ok: true, startedAt, values };
+        reading = { ok: true, startedAt, startedAtEpochMs, values };
       } catch (err) {
         reading = { ok: false, startedAt, message: (err as Error).message };
       }
@@ -139,17 +154,22 @@ export class ServiceMetrics {
    * The service's metrics now, keyed `<service>.<name>`: every source's values from a read that
    * succeeded and started at most `maxAgeMs` ago, `<service>.up.<source>` (1 when so, else 0), and
    * `<service>.metrics_up` (1 when every source is up). A name two sources both report is left out.
+   * `readAtMs` is when the oldest of those reads started (ms since the epoch), null when none is up.
    */
-  snapshot(nowMs = performance.now()): Record<string, number> {
-    if (this.sources.length === 0) return {};
+  snapshot(nowMs = performance.now()): MetricsSnapshot {
+    if (this.sources.length === 0) return { values: {}, readAtMs: null };
     const svc = this.svc.name;
     const out: Record<string, number> = {};
     const fresh: Map<string, number>[] = [];
+    let oldest = Number.POSITIVE_INFINITY;
     for (const src of this.sources) {
       const r = this.readings.get(src.id);
       const up = r?.ok === true && nowMs - r.startedAt <= this.svc.metrics.maxAgeMs;
       out[`${svc}.up.${src.id}`] = up ? 1 : 0;
-      if (up) fresh.push(r.values);
+      if (up) {
+        fresh.push(r.values);
+        oldest = Math.min(oldest, r.startedAtEpochMs);
+      }
     }
     const count = new Map<string, number>();
     for (const values of fresh) for (const k of values.keys()) count.set(k, (count.get(k) ?? 0) + 1);
@@ -165,6 +185,24 @@ export class ServiceMetrics {
       }
     }
     out[`${svc}.${RESERVED_NAME}`] = fresh.length === this.sources.length ? 1 : 0;
-    return out;
+    return {
+      values: out,
+      readAtMs: fresh.length > 0 ? oldest : null,
+    };
   }
+}
+
+/** Every service's metrics for a heartbeat, with each service's read time (services with values only). */
+export function heartbeatMetrics(services: readonly ServiceMetrics[]): {
+  metrics: Record<string, number>;
+  metricsReadAtMs: Record<string, number>;
+} {
+  const metrics: Record<string, number> = {};
+  const metricsReadAtMs: Record<string, number> = {};
+  for (const s of services) {
+    const { values, readAtMs } = s.snapshot();
+    Object.assign(metrics, values);
+    if (readAtMs !== null) metricsReadAtMs[s.service] = readAtMs;
+  }
+  return { metrics, metricsReadAtMs };
 }

@@ -69,6 +69,11 @@ export interface NodeView {
   patches: PatchView[];
   /** Service metrics for gates. */
   metrics: Record<string, number>;
+  /**
+   * Service name to when its metrics were read, ms since the epoch by the agent's clock (compare
+   * with sentAtMs); a service missing here did not say.
+   */
+  metricsReadAtMs: Record<string, number>;
   /** gRPC address the agent announced ("" when it announces none). */
   grpcAddress: string;
   /** Process id of the agent on its host (0 when it does not say). */

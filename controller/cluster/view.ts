@@ -84,6 +84,7 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
     services,
     patches,
     metrics: { ...hb.metrics },
+    metricsReadAtMs: { ...hb.metricsReadAtMs },
     grpcAddress: hb.grpcAddress,
     agentPid: hb.agentPid,
     agentStartTime: hb.agentStartTime,

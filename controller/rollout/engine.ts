@@ -13,7 +13,7 @@ import type { AgentApi } from "./agents.js";
 import type { BundleArchive } from "./bundle_archive.js";
 import { RolloutError } from "./errors.js";
 import type { RolloutEventBody } from "./events.js";
-import { baselineOf, evaluateGates, firstEnforcedFailure } from "./gates.js";
+import { baselineOf, evaluateGates, firstEnforcedFailure, gateCount } from "./gates.js";
 import type { Failure, GateResult, PairRoles, PairState, RolloutRecord } from "./state_types.js";
 import type { PairStep } from "./steps.js";
 import type { LoadedRollout, RolloutStore } from "./store.js";
@@ -499,9 +499,12 @@ export class RolloutEngine {
       }
       const bad = firstEnforcedFailure(results);
       if (bad) return this.#fail(state, bad.node, bad.gate, bad.value);
-      // The soak ends once its time is over and every patched node has reported since it began.
+      // The soak ends once its time is over, every patched node has reported since it began, and
+      // every gate of every node has been judged on data from since then.
       const fresh =
-        nodes.every((n) => (view.node(state.pair, n)?.receivedAtMs ?? 0) > soak.startedAtMs) && results.length > 0;
+        nodes.every((n) => (view.node(state.pair, n)?.receivedAtMs ?? 0) > soak.startedAtMs) &&
+        results.length > 0 &&
+        results.length === nodes.length * gateCount(plan.gates);
       if (remainingMs === 0 && fresh) {
         this.deps.emit({ type: "soak.progress", pair: state.pair, index, remainingMs: 0, results });
         return { kind: "ok", node: "", detail: results.map((r) => `${r.node} ${r.gate}: ${r.value}`).join("; ") };

@@ -42,6 +42,29 @@ function compare(a: number, op: MetricOp, b: number): boolean {
   }
 }
 
+/**
+ * Whether the values of metric `name` (`<service>.<metric>`) were read at or before `sinceMs` (our
+ * clock). The agent says when by its own clock; the heartbeat's send time on that clock and its
+ * arrival on ours carry that onto ours without comparing the two clocks.
+ */
+function readBefore(view: NodeView, name: string, sinceMs: number): boolean {
+  const dot = name.indexOf(".");
+  const readAt = dot > 0 ? view.metricsReadAtMs[name.slice(0, dot)] : undefined;
+  if (readAt === undefined) return false;
+  return view.receivedAtMs - Math.max(0, view.sentAtMs - readAt) <= sinceMs;
+}
+
+/** How many results evaluateGates gives for one node once every gate has been evaluated. */
+export function gateCount(gates: Gates): number {
+  return (
+    (gates.heartbeatGap ? 1 : 0) +
+    (gates.probes ? 1 : 0) +
+    (gates.noRestart ? 1 : 0) +
+    (gates.patchActive ? 1 : 0) +
+    gates.metrics.length
+  );
+}
+
 /** Baseline of a node's services from its view (empty when never heard). */
 export function baselineOf(view: NodeView | undefined): ServiceBaseline[] {
   return (view?.services ?? []).map((s) => ({ name: s.name, pid: s.pid, startTime: s.startTime }));
@@ -136,6 +159,9 @@ export function evaluateGates(gates: Gates, input: GateInput): GateResult[] {
   for (const m of gates.metrics) {
     const gate = `metric:${m.name}`;
     const value = view?.metrics[m.name];
+    // Values read before the soak began say nothing about the patch: the gate waits for a read
+    // made since (bounded by the agent's maxAgeMs, after which old values are no longer sent).
+    if (view && !stale && value !== undefined && readBefore(view, m.name, input.sinceMs)) continue;
     if (stale || !view) push(gate, m.mode, false, staleValue);
     else if (value === undefined) push(gate, m.mode, false, `${m.name} not reported`);
     else push(gate, m.mode, compare(value, m.op, m.value), `${m.name}=${value} (needs ${m.op} ${m.value})`);

@@ -260,7 +260,7 @@ describe("service metrics reads over time", () => {
     collector.start();
     try {
       await waitFor("5 timed-out reads", () => (failed >= 5 ? true : undefined), 20_000);
-      assert.deepEqual(collector.snapshot(), { "svc.up.http": 0, "svc.metrics_up": 0 });
+      assert.deepEqual(collector.snapshot(), { values: { "svc.up.http": 0, "svc.metrics_up": 0 }, readAtMs: null });
     } finally {
       clearInterval(collecting);
       await collector.stop();

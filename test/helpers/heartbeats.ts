@@ -22,6 +22,8 @@ export interface BeatSpec {
   }[];
   patches?: { pid: number; patchId: string; state: "active" | "loaded" | "inactive" }[];
   metrics?: Record<string, number>;
+  /** Service name to when its metrics were read (agent clock, ms since the epoch). */
+  metricsReadAtMs?: Record<string, number>;
 }
 
 const ROLES = { active: Role.ROLE_ACTIVE, standby: Role.ROLE_STANDBY, unknown: Role.ROLE_UNKNOWN };
@@ -53,6 +55,7 @@ export async function publishBeat(nc: NatsConnection, b: BeatSpec): Promise<void
     })),
     patches: (b.patches ?? []).map((p) => ({ pid: p.pid, patchId: p.patchId, state: STATES[p.state] })),
     metrics: b.metrics ?? {},
+    metricsReadAtMs: b.metricsReadAtMs ?? {},
   });
   nc.publish(`hotpatch.hb.${cluster}.${b.pair}.${b.node}`, Heartbeat.encode(hb).finish());
   await nc.flush();

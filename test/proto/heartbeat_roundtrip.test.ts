@@ -18,7 +18,8 @@ it("a heartbeat survives protobuf encoding with its patches, probes and metrics"
     ],
     patches: [{ pid: 1234, patchId: "fix-1", state: PatchState.PATCH_STATE_ACTIVE }],
     load: { load1: 0.5, memoryUsed: 0.25 },
-    metrics: { errors_per_s: 0, p99_ms: 3.5 },
+    metrics: { "web.errors_per_s": 0, "web.p99_ms": 3.5 },
+    metricsReadAtMs: { web: 1_790_000_000_123 },
   });
   const bytes = Heartbeat.encode(hb).finish();
   assert.deepEqual(Heartbeat.decode(bytes), hb);

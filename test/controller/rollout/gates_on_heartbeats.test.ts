@@ -8,6 +8,7 @@ import {
   evaluateGates,
   firstEnforcedFailure,
   type Gates,
+  gateCount,
   parsePlan,
 } from "../../../controller/rollout/index.js";
 import { beatEvery, publishBeat, sleep, until } from "../../helpers/heartbeats.js";
@@ -211,6 +212,51 @@ describe("gates on heartbeats", () => {
       bundleId: "fix-1",
     });
     assert.match(firstEnforcedFailure(results)?.value ?? "", /qps not reported/);
+  });
+
+  it("a metric read before the soak began is not judged, even when bad, until a read made since arrives", async () => {
+    const metricGates = gatesFrom(
+      "{heartbeatGap: {intervals: 3}, metrics: [{name: svc.error_rate, op: '<', value: 0.01}]}",
+    );
+    const judge = (since: number) =>
+      evaluateGates(metricGates, {
+        node: "n-readat",
+        view: view.node("p1", "n-readat"),
+        nowMs: Date.now(),
+        sinceMs: since,
+        baseline: baselineOf(view.node("p1", "n-readat")),
+        bundleId: "fix-1",
+      });
+    const since = Date.now();
+    const beat = async (sequence: number, errorRate: number, readAtMs: number) => {
+      await publishBeat(nc, {
+        pair: "p1",
+        node: "n-readat",
+        sequence,
+        patches: PATCHED,
+        metrics: { "svc.error_rate": errorRate },
+        metricsReadAtMs: { svc: readAtMs },
+      });
+      await until(() => view.node("p1", "n-readat")?.sequence === sequence);
+    };
+    // Sent after the soak began, but its values were read 5 s before it: neither a pass nor a failure.
+    await beat(1, 0.001, since - 5000);
+    let results = judge(since);
+    assert.equal(
+      results.find((r) => r.gate === "metric:svc.error_rate"),
+      undefined,
+    );
+    assert.ok(results.length < gateCount(metricGates), "the soak cannot end on it");
+    await beat(2, 0.5, since - 5000);
+    assert.equal(firstEnforcedFailure(judge(since)), undefined, "nor can it fail the soak");
+    // Read since the soak began: judged.
+    await sleep(2);
+    await beat(3, 0.5, Date.now());
+    results = judge(since);
+    assert.equal(results.length, gateCount(metricGates));
+    assert.equal(firstEnforcedFailure(results)?.value, "svc.error_rate=0.5 (needs < 0.01)");
+    await beat(4, 0.001, Date.now());
+    assert.equal(firstEnforcedFailure(judge(since)), undefined);
   });
 
   it("a node never heard fails every gate", () => {

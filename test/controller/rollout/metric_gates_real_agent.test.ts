@@ -45,12 +45,15 @@ gates:
     "/",
   ).gates;
 
-  /** The gates on node-a, once a heartbeat sent after `since` satisfies `ready`. */
+  /** The gates on node-a, once a heartbeat with metrics read after `since` satisfies `ready`. */
   const gatesAfter = async (since: number, ready: (m: Record<string, number>) => boolean) => {
     await until(
       () => {
         const n = view.node("p1", "node-a");
-        return n !== undefined && n.receivedAtMs > since && ready(n.metrics);
+        const readAt = n?.metricsReadAtMs.svc;
+        // Gates judge only values read since the soak began (the agent's read time, carried onto our clock).
+        const readSince = readAt !== undefined && n !== undefined && n.receivedAtMs - (n.sentAtMs - readAt) > since;
+        return n !== undefined && readSince && ready(n.metrics);
       },
       20_000,
       "a heartbeat with the expected metrics",
@@ -111,6 +114,11 @@ gates:
       ],
     );
     assert.equal(results[1]?.value, "svc.queue_depth=5 (needs < 100)");
+    // The agent says when it read them, on its heartbeat's clock: shortly before it sent them (it
+    // drops values older than maxAgeMs, here 500 ms; the bound leaves room for a loaded machine).
+    const n = view.node("p1", "node-a");
+    const readAt = n?.metricsReadAtMs.svc ?? 0;
+    assert.ok(n && readAt <= n.sentAtMs && n.sentAtMs - readAt < 5000, `read at ${readAt}, sent at ${n?.sentAtMs}`);
   });
 
   it("fail, naming the value, once the metric crosses its threshold", async () => {

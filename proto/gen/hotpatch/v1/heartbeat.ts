@@ -55,9 +55,21 @@ export interface Heartbeat {
    * so a reused pid is never mistaken for the agent.
    */
   agentStartTime: number;
+  /**
+   * When each service's values in `metrics` were read: service name to the start of the oldest
+   * read whose values are in `metrics`, ms since the Unix epoch by the agent's clock. With
+   * timestamp_ms it tells a reader how old the values were when sent, so a rollout gate never
+   * judges a patch on values read before the patch (absent: not reported, or no values).
+   */
+  metricsReadAtMs: { [key: string]: number };
 }
 
 export interface Heartbeat_MetricsEntry {
+  key: string;
+  value: number;
+}
+
+export interface Heartbeat_MetricsReadAtMsEntry {
   key: string;
   value: number;
 }
@@ -118,6 +130,7 @@ function createBaseHeartbeat(): Heartbeat {
     grpcAddress: "",
     agentPid: 0,
     agentStartTime: 0,
+    metricsReadAtMs: {},
   };
 }
 
@@ -168,6 +181,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.agentStartTime !== 0) {
       writer.uint32(120).uint64(message.agentStartTime);
     }
+    globalThis.Object.entries(message.metricsReadAtMs).forEach(([key, value]: [string, number]) => {
+      Heartbeat_MetricsReadAtMsEntry.encode({ key: key as any, value }, writer.uint32(130).fork()).join();
+    });
     return writer;
   },
 
@@ -307,6 +323,17 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.agentStartTime = longToNumber(reader.uint64());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            const entry16 = Heartbeat_MetricsReadAtMsEntry.decode(reader, reader.uint32());
+            if (entry16.value !== undefined) {
+              message.metricsReadAtMs[entry16.key] = entry16.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -377,6 +404,33 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.agent_start_time)
         ? globalThis.Number(object.agent_start_time)
         : 0,
+      metricsReadAtMs: isObject(object.metricsReadAtMs)
+        ? (globalThis.Object.entries(object.metricsReadAtMs) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.metrics_read_at_ms)
+        ? (globalThis.Object.entries(object.metrics_read_at_ms) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -433,6 +487,15 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.agentStartTime !== 0) {
       obj.agentStartTime = Math.round(message.agentStartTime);
     }
+    if (message.metricsReadAtMs) {
+      const entries = globalThis.Object.entries(message.metricsReadAtMs) as [string, number][];
+      if (entries.length > 0) {
+        obj.metricsReadAtMs = {};
+        entries.forEach(([k, v]) => {
+          obj.metricsReadAtMs[k] = Math.round(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -464,6 +527,15 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.grpcAddress = object.grpcAddress ?? "";
     message.agentPid = object.agentPid ?? 0;
     message.agentStartTime = object.agentStartTime ?? 0;
+    message.metricsReadAtMs = (globalThis.Object.entries(object.metricsReadAtMs ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -547,6 +619,93 @@ export const Heartbeat_MetricsEntry: MessageFns<Heartbeat_MetricsEntry> = {
   },
   fromPartial<I extends Exact<DeepPartial<Heartbeat_MetricsEntry>, I>>(object: I): Heartbeat_MetricsEntry {
     const message = createBaseHeartbeat_MetricsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseHeartbeat_MetricsReadAtMsEntry(): Heartbeat_MetricsReadAtMsEntry {
+  return { key: "", value: 0 };
+}
+
+export const Heartbeat_MetricsReadAtMsEntry: MessageFns<Heartbeat_MetricsReadAtMsEntry> = {
+  encode(message: Heartbeat_MetricsReadAtMsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Heartbeat_MetricsReadAtMsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeat_MetricsReadAtMsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Heartbeat_MetricsReadAtMsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: Heartbeat_MetricsReadAtMsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Heartbeat_MetricsReadAtMsEntry>, I>>(base?: I): Heartbeat_MetricsReadAtMsEntry {
+    return Heartbeat_MetricsReadAtMsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Heartbeat_MetricsReadAtMsEntry>, I>>(
+    object: I,
+  ): Heartbeat_MetricsReadAtMsEntry {
+    const message = createBaseHeartbeat_MetricsReadAtMsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
     return message;
