@@ -14,6 +14,7 @@ import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
+import { DeadManFence } from "./dead_man_fence.js";
 import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
 import { Serial } from "./serial.js";
@@ -77,13 +78,17 @@ export class ManagedRole implements RoleController {
   private again = false;
   private readonly hooks = new Serial();
   private watcher: QueuedIterator<KvWatchEntry> | null = null;
+  /** Runs the demote hook if this agent dies while holding the lease (none without a demote hook). */
+  private readonly deadMan: DeadManFence | null;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly s: LeaseSettings,
     private readonly env: Record<string, string>,
     private readonly log: (msg: string, err?: unknown) => void,
-  ) {}
+  ) {
+    this.deadMan = s.hooks.demote ? new DeadManFence(s.hooks.demote, env, log) : null;
+  }
 
   get role(): NodeRole {
     return this.state.role;
@@ -149,6 +154,7 @@ export class ManagedRole implements RoleController {
     if (this.view.kind === "holding" && this.kv) await this.stepDown(this.kv, "agent stopping");
     this.clearDemoteTimer();
     await this.hooks.idle();
+    await this.deadMan?.disarm();
   }
 
   /** Demotes (role, then hook to its end) and then releases the lease by compare-and-swap; a failed release only delays the peer. */
@@ -235,16 +241,25 @@ export class ManagedRole implements RoleController {
     this.state.set("standby", reason);
     const hook = this.s.hooks.demote;
     if (!mayServe || !hook) return this.hooks.idle();
+    const disarmed = this.deadMan?.disarm(); // this agent runs the hook itself, once
     return this.hooks
-      .run(() => runCommand(hook, "demote hook", this.env))
+      .run(async () => {
+        await disarmed;
+        await runCommand(hook, "demote hook", this.env);
+      })
       .then(
         () => undefined,
         (err) => this.log("demote hook failed", err),
       );
   }
 
-  /** Holds the lease from now on; the role turns active once the promote hook has finished. */
+  /**
+   * Holds the lease from now on; the role turns active once the promote hook has finished. The dead
+   * man's switch is armed first: an agent killed during or after the promote hook leaves a service
+   * that may act as active.
+   */
   private becomeActive(revision: number, sentAt: number, reason: string): void {
+    this.deadMan?.arm();
     const cancel = new AbortController();
     const promotion: Promotion = { cancel, done: Promise.resolve() };
     const stillOurs = () => this.view.kind === "holding" && this.view.promotion === promotion;

@@ -45,6 +45,11 @@ describe("systemd unit of the agent", () => {
     assert.match(readFileSync(path.join(root, "deploy/systemd/hotpatch.sysusers.conf"), "utf8"), /^u hotpatch /m);
   });
 
+  it("signals only the agent, so that a crashed agent's dead man's switch can still demote its service", () => {
+    assert.equal(one("KillMode"), "process");
+    assert.equal(one("Restart"), "on-failure");
+  });
+
   it("grants exactly CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_NET_ADMIN, each explained", () => {
     const caps = ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"];
     for (const key of ["AmbientCapabilities", "CapabilityBoundingSet"]) {
