@@ -93,7 +93,7 @@ const rows = Object.entries(results).map(([what, rs]) => {
 process.stdout.write(`heartbeat interval ${INTERVAL_MS} ms (baseline), managed lease ttl ${LEASE_TTL_MS} ms\n`);
 process.stdout.write(
   "no-active: longest window in which neither service answered HEALTH as active; 2 active (services): a HEALTH round saw both\n" +
-    "(after an agent kill the orphaned service stays active until the restarted agent fences it)\n",
+    "(after an agent kill its dead man's switch demotes the orphaned service before the peer takes over)\n",
 );
 printTable(
   [

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { applyPatch, readMaps, readTargetObjects } from "../../native/index.js";
+import { applyPatch, readMaps, readTargetObjects, revertPatch } from "../../native/index.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 async function reading(t: RunningFixture): Promise<{ which: number; probe: number }> {
@@ -102,13 +102,33 @@ describe("a static program", () => {
     assert.equal(objects[0]?.executable, true);
     await applyPatch(target.pid, {
       id: "static",
-      // Without unwind tables: registering them in a static program waits for every thread to leave the
-      // whole executable, taken as the unwinder's code (a limit of its own, not of symbol resolution).
       soPath: await compileFixture("c/helper_patch.c", ["-O2", "-shared", "-fPIC", "-fno-asynchronous-unwind-tables"]),
       functions: [{ symbol: "stacked_statics_b.c:helper", replacement: "helper_v2" }],
     });
     await target.nextLine(/^answers /);
     assert.equal(await target.nextLine(/^answers /), "answers a=101 b=901");
+    await revertPatch(target.pid, "static");
+  });
+
+  it("registers a patch's unwind tables with the unwinder inside the executable, and takes them back", async () => {
+    // The unwinder is part of the executable, where the target's thread always is: only libgcc's
+    // frame registry, found by the executable's symbols, must be free of threads.
+    const withTables = await compileFixture("c/helper_patch.c", ["-O2", "-shared", "-fPIC"]);
+    await applyPatch(target.pid, {
+      id: "static-eh",
+      soPath: withTables,
+      functions: [{ symbol: "stacked_statics_b.c:helper", replacement: "helper_v2" }],
+    });
+    assert.ok(
+      (await readMaps(target.pid)).some((m) => m.path === withTables),
+      "the patch is mapped",
+    );
+    await target.nextLine(/^answers /);
+    assert.equal(await target.nextLine(/^answers /), "answers a=101 b=901");
+    await revertPatch(target.pid, "static-eh", { unload: true });
+    await target.nextLine(/^answers /);
+    assert.equal(await target.nextLine(/^answers /), "answers a=101 b=201");
+    assert.ok(!(await readMaps(target.pid)).some((m) => m.path === withTables), "no mapping of it is left");
   });
 });
 

@@ -1,5 +1,6 @@
 #include "patch_ops.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -211,8 +212,40 @@ struct Busy {
 struct Unwinder {
   uint64_t register_fn;
   uint64_t deregister_fn;
-  GuardedRange busy;
+  std::vector<GuardedRange> busy;
 };
+
+// libgcc's frame registry: its entry points, and (by the object file its static functions came
+// from) every function that runs with its lock held.
+constexpr const char* kFrameRegistryEntries[] = {
+    "__register_frame_info", "__register_frame_info_bases", "__register_frame_info_table",
+    "__register_frame_info_table_bases", "__register_frame", "__register_frame_table",
+    "__deregister_frame_info", "__deregister_frame_info_bases", "__deregister_frame", "_Unwind_Find_FDE"};
+
+bool InFrameRegistry(const ElfSymbol& s) {
+  if (s.bind == STB_LOCAL) return s.file.rfind("unwind-dw2-fde", 0) == 0;
+  return std::any_of(std::begin(kFrameRegistryEntries), std::end(kFrameRegistryEntries),
+                     [&](const char* e) { return s.name == e; });
+}
+
+// In a static program the unwinder is part of the executable, where some thread always is: taking
+// the whole mapping as busy would make .eh_frame registration wait for ever. Its .symtab says which
+// functions are the registry's; without them (stripped), the whole mapping it is.
+std::vector<GuardedRange> UnwinderCode(const TargetImage& image, const Mapping& m, uint64_t reg) {
+  for (const LoadedObject& obj : image.objects()) {
+    if (!obj.is_executable || !obj.elf || reg < obj.start || reg >= obj.end) continue;
+    std::vector<GuardedRange> out;
+    bool covers_reg = false;
+    for (const ElfSymbol& s : obj.elf->symbols) {
+      if (s.type != STT_FUNC || s.shndx == SHN_UNDEF || s.table != SymbolTable::kSymtab || !InFrameRegistry(s)) continue;
+      const uint64_t start = obj.bias + s.value, end = start + std::max<uint64_t>(s.size, 1);
+      covers_reg = covers_reg || (reg >= start && reg < end);
+      out.push_back({start, end, "the C++ unwinder's frame registry (" + s.name + ")"});
+    }
+    if (covers_reg) return out;
+  }
+  return {{m.start, m.end, "the C++ unwinder (" + m.path + ")"}};
+}
 
 std::optional<Unwinder> FindUnwinder(const TargetImage& image) {
   try {
@@ -220,7 +253,7 @@ std::optional<Unwinder> FindUnwinder(const TargetImage& image) {
     const ResolvedSymbol dereg = image.Resolve("__deregister_frame_info");
     for (const Mapping& m : image.maps()) {
       if (reg.address >= m.start && reg.address < m.end) {
-        return Unwinder{reg.address, dereg.address, {m.start, m.end, "the C++ unwinder (" + m.path + ")"}};
+        return Unwinder{reg.address, dereg.address, UnwinderCode(image, m, reg.address)};
       }
     }
   } catch (const EngineError& e) {
@@ -396,8 +429,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       }
       for (const auto& w : plan.writes) stopped.memory().Write(w.addr, w.bytes);
       if (unwinder && plan.eh_frame != 0) {
-        std::vector<GuardedRange> busy{unwinder->busy};
-        if (auto c = FindConflict(stopped, maps, busy)) throw Busy{*c};
+        if (auto c = FindConflict(stopped, maps, unwinder->busy)) throw Busy{*c};
         stopped.InjectCall(stub, unwinder->register_fn, plan.eh_frame, plan.unwind_object);
         record.eh_frame = plan.eh_frame;
       }
@@ -542,7 +574,7 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
     ObjectCache own_cache;
     const TargetImage image(pid, opts.debug_dirs, opts.cache != nullptr ? *opts.cache : own_cache);
     if (known.eh_frame != 0) unwinder = FindUnwinder(image);
-    if (unwinder) ranges.push_back(unwinder->busy);
+    if (unwinder) ranges.insert(ranges.end(), unwinder->busy.begin(), unwinder->busy.end());
     if (known.loader == static_cast<uint32_t>(Loader::kDlopen)) {
       dl = FindDlopen(image);
       ranges.push_back({known.base, known.base + known.span, "the code of patch '" + id + "'"});
