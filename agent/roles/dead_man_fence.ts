@@ -7,29 +7,69 @@
  * itself, it disarms the switch first, so the hook never runs twice.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { CommandConfig } from "../config/types.js";
 
 /*
  * Signals are ignored while it waits (a terminal's ^C or a supervisor's SIGTERM to the agent's group
  * must not disarm it); EOF or any other line than "disarm" means the agent is gone. The hook is
- * bounded by its timeout when coreutils' `timeout` is there, as the agent bounds it.
+ * bounded by its timeout when coreutils' `timeout` is there, as the agent bounds it. The shell
+ * waits for the hook instead of becoming it, so that its command line (which names the switch
+ * "hotpatch-fence") shows until the hook has ended.
  */
 const SCRIPT = `trap '' INT TERM HUP
 IFS= read -r word
 [ "$word" = disarm ] && exit 0
 trap - INT TERM HUP
 t=$1; shift
-command -v timeout >/dev/null 2>&1 && exec timeout -s KILL "$t" "$@"
-exec "$@"`;
+if command -v timeout >/dev/null 2>&1; then timeout -s KILL "$t" "$@"; else "$@"; fi`;
 
 export class DeadManFence {
   private child: ChildProcess | null = null;
 
   constructor(
+    /** Names this node's switches on their command line (`hotpatch-fence:<lease key>:<node>`), so a later run finds them. */
+    private readonly name: string,
     private readonly hook: CommandConfig,
     private readonly env: Record<string, string>,
     private readonly log: (msg: string, err?: unknown) => void,
   ) {}
+
+  /**
+   * Waits until no switch of this node is left from an earlier run (its demote hook still running),
+   * so that this run's hooks never overlap it; gives up after the hook's timeout and a second.
+   */
+  async leftoversEnded(signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + this.hook.timeoutMs + 1000;
+    let logged = false;
+    for (;;) {
+      const left = await this.running();
+      if (left.length === 0) return;
+      if (!logged) {
+        this.log(
+          `waiting for the dead man's switch of an earlier agent run (pid ${left.join(", ")}) to finish its demote hook`,
+        );
+        logged = true;
+      }
+      if (Date.now() > deadline) {
+        this.log(`the dead man's switch of an earlier agent run (pid ${left.join(", ")}) is still running; going on`);
+        return;
+      }
+      await sleep(20, undefined, { signal });
+    }
+  }
+
+  /** Pids of this node's switches now running. */
+  private async running(): Promise<number[]> {
+    const out: number[] = [];
+    for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry) || Number(entry) === this.child?.pid) continue;
+      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
+      if (argv[0] === "/bin/sh" && argv[3] === this.name) out.push(Number(entry));
+    }
+    return out;
+  }
 
   /** True while a switch is armed. */
   get armed(): boolean {
@@ -40,7 +80,7 @@ export class DeadManFence {
   arm(): void {
     if (this.child) return;
     const seconds = (this.hook.timeoutMs / 1000).toFixed(3);
-    const child = spawn("/bin/sh", ["-c", SCRIPT, "hotpatch-fence", seconds, ...this.hook.argv], {
+    const child = spawn("/bin/sh", ["-c", SCRIPT, this.name, seconds, ...this.hook.argv], {
       env: { ...process.env, ...this.env, HOTPATCH_FENCE: "agent-ended" },
       detached: true, // its own session: a signal to the agent's process group does not reach it
       stdio: ["pipe", "ignore", "ignore"],

@@ -87,7 +87,9 @@ export class ManagedRole implements RoleController {
     private readonly env: Record<string, string>,
     private readonly log: (msg: string, err?: unknown) => void,
   ) {
-    this.deadMan = s.hooks.demote ? new DeadManFence(s.hooks.demote, env, log) : null;
+    this.deadMan = s.hooks.demote
+      ? new DeadManFence(`hotpatch-fence:${s.key}:${s.node}`, s.hooks.demote, env, log)
+      : null;
   }
 
   get role(): NodeRole {
@@ -103,7 +105,10 @@ export class ManagedRole implements RoleController {
   }
 
   async start(): Promise<void> {
-    this.step(() => this.tick().then(() => this.fence()));
+    // A switch left by a killed earlier run may still be demoting the service: let it finish first.
+    this.step(() =>
+      (this.deadMan?.leftoversEnded() ?? Promise.resolve()).then(() => this.tick()).then(() => this.fence()),
+    );
   }
 
   /** Runs `work` (a lease step) now, or right after the step running; then a step every renewMs. */

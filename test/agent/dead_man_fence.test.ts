@@ -5,7 +5,7 @@
  * here, so nothing is the work of a lease expiring.
  */
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Role } from "../../proto/index.js";
@@ -19,6 +19,7 @@ import {
   waitFor,
   writeConfig,
 } from "../helpers/agent_harness.js";
+import { fenceSwitches, switchesEnded } from "../helpers/fence_switches.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 describe("the dead man's switch of a managed active node", () => {
@@ -30,15 +31,7 @@ describe("the dead man's switch of a managed active node", () => {
 
   const lines = async () => (await readFile(journal, "utf8").catch(() => "")).split("\n").filter((l) => l !== "");
   /** Pids of live switch processes of this test (their command line holds the journal's path). */
-  const switches = async (): Promise<number[]> => {
-    const out: number[] = [];
-    for (const name of await readdir("/proc")) {
-      if (!/^\d+$/.test(name)) continue;
-      const cmd = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
-      if (cmd.includes("hotpatch-fence") && cmd.includes(journal)) out.push(Number(name));
-    }
-    return out;
-  };
+  const switches = () => fenceSwitches(journal);
   const gone = (pid: number) =>
     readFile(`/proc/${pid}/stat`, "utf8").then(
       (s) => / [ZX] /.test(s.slice(s.lastIndexOf(")"))),
@@ -63,7 +56,11 @@ describe("the dead man's switch of a managed active node", () => {
     tmp = await tempDir("hotpatch-deadman-");
     journal = path.join(tmp.dir, "hooks.journal");
     nats = await startNatsServer();
-    const script = `echo "$HOTPATCH_NODE $1 \${HOTPATCH_FENCE:-agent}" >> "${journal}"`;
+    // A switch's hook sleeps as long as the file `slow` says (0 when absent), then writes its line.
+    const slow = path.join(tmp.dir, "slow");
+    const script =
+      `[ -n "$HOTPATCH_FENCE" ] && sleep "$(cat "${slow}" 2>/dev/null || echo 0)"; ` +
+      `echo "$HOTPATCH_NODE $1 \${HOTPATCH_FENCE:-agent}" >> "${journal}"`;
     const hook = (h: string) => ({ run: ["/bin/sh", "-c", script, "hook", h], timeoutMs: 10_000 });
     ({ file: configFile } = await writeConfig(
       tmp.dir,
@@ -98,6 +95,22 @@ describe("the dead man's switch of a managed active node", () => {
     );
     await waitFor("the switch to end", async () => ((await gone(sw)) ? true : undefined));
     assert.deepEqual((await lines()).slice(before), ["a demote agent-ended"]);
+  });
+
+  it("keeps a restarted agent's hooks waiting until the killed run's switch has finished", async () => {
+    await startActive();
+    const before = (await lines()).length;
+    await writeFile(path.join(tmp.dir, "slow"), "4");
+    try {
+      await agent?.kill("SIGKILL");
+      // Restarted at once (faster than systemd's RestartSec): its promote must not overtake the demote.
+      await startActive();
+    } finally {
+      await rm(path.join(tmp.dir, "slow"), { force: true });
+    }
+    assert.deepEqual((await lines()).slice(before), ["a demote agent-ended", "a promote agent"]);
+    await agent?.kill("SIGKILL");
+    await switchesEnded(journal);
   });
 
   it("runs nothing when the agent stops gracefully: the agent demotes once, itself", async () => {

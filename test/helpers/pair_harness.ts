@@ -15,6 +15,7 @@ import {
   writeRoleFile,
 } from "../../deploy/demo/index.js";
 import { agentDoc, type CliAgent, startCliAgent, tempDir, waitFor, writeConfig } from "./agent_harness.js";
+import { switchesEnded } from "./fence_switches.js";
 import { freePort, type NatsServer, startNatsServer } from "./nats_server.js";
 
 /** Settings of a test pair. */
@@ -136,6 +137,8 @@ export async function startTestPair(s: PairSettings): Promise<TestPair> {
         await p.agent?.kill("SIGKILL").catch(() => undefined);
         await p.service?.kill().catch(() => undefined);
       }
+      // The killed active agent's dead man's switch runs its demote hook, which writes in tmp.
+      await switchesEnded(tmp.dir).catch(() => undefined);
       await nats.close();
       await tmp.cleanup();
     },

@@ -1,0 +1,27 @@
+/**
+ * Finding the dead man's switches a managed agent leaves (agent/roles/dead_man_fence.ts): shells
+ * named `hotpatch-fence` on their command line, which also holds the demote hook's arguments. A test
+ * that SIGKILLs an active agent waits for its switch (and so its demote hook) to end before it
+ * removes the files the hook writes.
+ */
+import { readdir, readFile } from "node:fs/promises";
+
+/** Pids of live switches whose command line contains `marker` (e.g. the test's temp folder). */
+export async function fenceSwitches(marker: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
+    if (cmd.includes("hotpatch-fence") && cmd.includes(marker)) out.push(Number(name));
+  }
+  return out;
+}
+
+/** Waits until no switch mentioning `marker` is left; throws after `timeoutMs`. */
+export async function switchesEnded(marker: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await fenceSwitches(marker)).length > 0) {
+    if (Date.now() > deadline) throw new Error(`dead man's switches of ${marker} still running after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
