@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import {
   type ServerCredentials as Creds,
+  Metadata,
   Server,
   ServerCredentials,
   type ServerReadableStream,
@@ -172,9 +173,13 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
       const ac = new AbortController();
       call.once("cancelled", () => ac.abort());
       call.once("close", () => ac.abort());
+      const events = svc.events(ac.signal);
+      // Response headers say the subscription is live: a client that waits for them before acting
+      // sees every event its action causes.
+      call.sendMetadata(new Metadata());
       void (async () => {
         try {
-          for await (const event of svc.events(ac.signal)) {
+          for await (const event of events) {
             if (!call.write({ event })) await new Promise<void>((r) => call.once("drain", () => r()));
           }
         } finally {

@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { RunningAgent } from "../../agent/index.js";
 import { type AgentServiceClient, Role, type WatchEventsResponse } from "../../proto/index.js";
-import { agentClient, agentDoc, call, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
+import { agentClient, agentDoc, call, startTestAgent, subscribed, tempDir, waitFor } from "../helpers/agent_harness.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
 
@@ -71,6 +71,7 @@ describe("managed roles through a KV lease", () => {
       if (d.event?.kind === "role.changed") events.push({ node, at: Number(d.event.timestampMs), role: d.event.role });
     });
     stream.on("error", () => undefined);
+    await subscribed(stream);
   };
 
   const bothActive = () => samples.filter((s) => s.a === Role.ROLE_ACTIVE && s.b === Role.ROLE_ACTIVE);
@@ -150,7 +151,7 @@ describe("managed roles through a KV lease", () => {
     await waitFor(
       "a to take the released lease",
       async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined),
-      5000,
+      10_000,
     );
     await new Promise((r) => setTimeout(r, leaseTtlMs));
     assert.equal(await roleOf("b"), Role.ROLE_STANDBY);
@@ -177,7 +178,7 @@ describe("managed roles through a KV lease", () => {
     delete agents.a;
     const stoppedAt = Date.now();
     const stopping = a.stop();
-    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 5000);
+    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 10_000);
     await stopping;
     const promoted = await waitFor("b's promotion to be streamed", () =>
       events.find((e) => e.node === "b" && e.role === Role.ROLE_ACTIVE && e.at >= stoppedAt),
