@@ -110,13 +110,26 @@ async function* chunksOf(
   deadlineAt: number,
   cancelled: () => boolean,
 ): AsyncGenerator<Uint8Array> {
+  const endedByClient = async (cause?: unknown): Promise<AgentError | null> => {
+    await new Promise((r) => setImmediate(r)); // let grpc-js mark a cancel that ended the stream
+    const options = cause === undefined ? {} : { cause };
+    if (Date.now() >= deadlineAt - 1)
+      return new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete", {}, options);
+    if (cancelled())
+      return new AgentError("ECANCELLED", "the client cancelled the upload before it was complete", {}, options);
+    return null;
+  };
   for (;;) {
-    const next = await it.next();
+    let next: IteratorResult<StageBundleRequest>;
+    try {
+      next = await it.next();
+    } catch (err) {
+      // A cancel can also destroy the stream under the iterator (ERR_STREAM_PREMATURE_CLOSE).
+      throw (await endedByClient(err)) ?? err;
+    }
     if (next.done) {
-      await new Promise((r) => setImmediate(r)); // let grpc-js mark a cancel that ended the stream
-      if (Date.now() >= deadlineAt - 1)
-        throw new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete");
-      if (cancelled()) throw new AgentError("ECANCELLED", "the client cancelled the upload before it was complete");
+      const ended = await endedByClient();
+      if (ended) throw ended;
       return;
     }
     const part = next.value.part;
