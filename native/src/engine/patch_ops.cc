@@ -125,6 +125,8 @@ std::string TargetVisiblePath(pid_t pid, const std::string& so_path, const std::
   if (ec) {
     std::error_code ignored;
     std::filesystem::remove(staging, ignored);
+    // A process that just died loses its /proc/PID/root: that is no namespace problem.
+    ThrowIfGone(pid, "loading the patch");
     throw EngineError("EMOUNT_NS", "process " + std::to_string(pid) + " is in another mount namespace and the patch " +
                                        "could not be copied to " + inside + " inside it: " + ec.message());
   }
