@@ -32,8 +32,11 @@ export class EventHub {
     return () => this.listeners.delete(l);
   }
 
-  /** Events as an async iterator, ending when `signal` aborts; at most `max` queued (oldest dropped). */
-  async *stream(signal: AbortSignal, max = 1000): AsyncGenerator<Event> {
+  /**
+   * Events as an async iterator, ending when `signal` aborts; at most `max` queued (oldest dropped).
+   * Subscribed when called, not at the first `next()`: every event emitted from then on is delivered.
+   */
+  stream(signal: AbortSignal, max = 1000): AsyncGenerator<Event> {
     const queue: Event[] = [];
     let wake: (() => void) | null = null;
     const off = this.subscribe((e) => {
@@ -41,23 +44,29 @@ export class EventHub {
       queue.push(e);
       wake?.();
     });
-    const onAbort = () => wake?.();
-    signal.addEventListener("abort", onAbort);
-    try {
-      while (!signal.aborted) {
-        const next = queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-        wake = null;
-      }
-    } finally {
+    const onAbort = () => {
       off();
-      signal.removeEventListener("abort", onAbort);
-    }
+      wake?.();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    return (async function* drain() {
+      try {
+        while (!signal.aborted) {
+          const next = queue.shift();
+          if (next) {
+            yield next;
+            continue;
+          }
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = null;
+        }
+      } finally {
+        off();
+        signal.removeEventListener("abort", onAbort);
+      }
+    })();
   }
 }

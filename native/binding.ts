@@ -80,6 +80,7 @@ export interface RawOpOptions {
 /** The functions the addon exports. */
 export interface NativeAddon {
   readElf(path: string): Promise<RawElfInfo>;
+  readBuildId(path: string): Promise<string | null>;
   readMaps(pid: number): Promise<RawMapping[]>;
   readTargetObjects(pid: number): Promise<RawTargetObjects>;
   loadPatch(pid: number, spec: PatchSpec, opts: RawOpOptions): Promise<RawOpResult>;

@@ -111,7 +111,20 @@ export async function revertPatch(
 ): Promise<OpResult> {
   const off = await deactivatePatch(pid, id, opts);
   if (!opts.unload) return off;
-  const gone = await unloadPatch(pid, id, opts);
+  const gone = await unloadPatch(pid, id, opts).catch((err: unknown) => {
+    // Gone after the deactivation: it exited during the operation, not before it.
+    if (err instanceof EngineError && (err.code === "ENOPROCESS" || err.code === "EZOMBIE")) {
+      throw new EngineError(
+        "ETARGET_EXITED",
+        `process ${pid} exited during the operation: ${err.message}`,
+        err.context,
+        {
+          cause: err,
+        },
+      );
+    }
+    throw err;
+  });
   return {
     ...gone,
     pauseUs: Math.max(off.pauseUs, gone.pauseUs),

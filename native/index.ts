@@ -1,5 +1,5 @@
 /** Public face of the native engine. */
-export { readElf, readMaps, readTargetObjects } from "./elf.js";
+export { readBuildId, readElf, readMaps, readTargetObjects } from "./elf.js";
 export {
   activatePatch,
   applyPatch,

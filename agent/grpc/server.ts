@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import {
   type ServerCredentials as Creds,
+  Metadata,
   Server,
   ServerCredentials,
   type ServerReadableStream,
@@ -109,13 +110,26 @@ async function* chunksOf(
   deadlineAt: number,
   cancelled: () => boolean,
 ): AsyncGenerator<Uint8Array> {
+  const endedByClient = async (cause?: unknown): Promise<AgentError | null> => {
+    await new Promise((r) => setImmediate(r)); // let grpc-js mark a cancel that ended the stream
+    const options = cause === undefined ? {} : { cause };
+    if (Date.now() >= deadlineAt - 1)
+      return new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete", {}, options);
+    if (cancelled())
+      return new AgentError("ECANCELLED", "the client cancelled the upload before it was complete", {}, options);
+    return null;
+  };
   for (;;) {
-    const next = await it.next();
+    let next: IteratorResult<StageBundleRequest>;
+    try {
+      next = await it.next();
+    } catch (err) {
+      // A cancel can also destroy the stream under the iterator (ERR_STREAM_PREMATURE_CLOSE).
+      throw (await endedByClient(err)) ?? err;
+    }
     if (next.done) {
-      await new Promise((r) => setImmediate(r)); // let grpc-js mark a cancel that ended the stream
-      if (Date.now() >= deadlineAt - 1)
-        throw new AgentError("EDEADLINE", "the call's deadline passed before the upload was complete");
-      if (cancelled()) throw new AgentError("ECANCELLED", "the client cancelled the upload before it was complete");
+      const ended = await endedByClient();
+      if (ended) throw ended;
       return;
     }
     const part = next.value.part;
@@ -172,9 +186,13 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
       const ac = new AbortController();
       call.once("cancelled", () => ac.abort());
       call.once("close", () => ac.abort());
+      const events = svc.events(ac.signal);
+      // Response headers say the subscription is live: a client that waits for them before acting
+      // sees every event its action causes.
+      call.sendMetadata(new Metadata());
       void (async () => {
         try {
-          for await (const event of svc.events(ac.signal)) {
+          for await (const event of events) {
             if (!call.write({ event })) await new Promise<void>((r) => call.once("drain", () => r()));
           }
         } finally {

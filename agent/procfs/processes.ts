@@ -1,6 +1,6 @@
 /** Finds processes in /proc and matches them against selectors. Reads only; never touches a process. */
 import { readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
-import { readElf, readMaps } from "../../native/index.js";
+import { readBuildId, readMaps } from "../../native/index.js";
 import { AgentError } from "../errors.js";
 import type { ProcessFacts, Selector } from "./types.js";
 
@@ -76,7 +76,7 @@ export class BuildIdCache {
     if (known !== undefined) return known;
     let id: string | null = null;
     try {
-      id = (await readElf(exe)).buildId;
+      id = await readBuildId(exe);
     } catch {
       id = null;
     }

@@ -153,6 +153,27 @@ class ReadTargetObjectsWorker : public PromiseWorker {
   SearchOrder order_;
 };
 
+class ReadBuildIdWorker : public PromiseWorker {
+ public:
+  ReadBuildIdWorker(Napi::Env env, std::string path) : PromiseWorker(env), path_(std::move(path)) {}
+
+ protected:
+  void Run() override { id_ = ReadBuildIdFile(path_); }
+  Napi::Value Result(Napi::Env env) override {
+    return id_ ? Napi::Value(Napi::String::New(env, *id_)) : env.Null();
+  }
+
+ private:
+  std::string path_;
+  std::optional<std::string> id_;
+};
+
+Napi::Value ReadBuildId(const Napi::CallbackInfo& info) {
+  auto* worker = new ReadBuildIdWorker(info.Env(), RequireString(info, 0, "path"));
+  worker->Queue();
+  return worker->Promise();
+}
+
 Napi::Value ReadElf(const Napi::CallbackInfo& info) {
   auto* worker = new ReadElfWorker(info.Env(), RequireString(info, 0, "path"));
   worker->Queue();
@@ -175,6 +196,7 @@ Napi::Value ReadTargetObjects(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readElf", Napi::Function::New(env, ReadElf, "readElf"));
+  exports.Set("readBuildId", Napi::Function::New(env, ReadBuildId, "readBuildId"));
   exports.Set("readMaps", Napi::Function::New(env, ReadMaps, "readMaps"));
   exports.Set("readTargetObjects", Napi::Function::New(env, ReadTargetObjects, "readTargetObjects"));
   exports.Set("loadPatch", Napi::Function::New(env, LoadPatchJs, "loadPatch"));

@@ -182,4 +182,46 @@ ElfInfo ReadElfFd(int fd, const std::string& path) {
   return info;
 }
 
+std::optional<std::string> ReadBuildIdFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
+  }
+  if (elf_version(EV_CURRENT) == EV_NONE) throw EngineError("EBAD_ELF", "libelf is unusable");
+  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) ThrowBadElf(path, "not an ELF file");
+  size_t file_size = 0;
+  if (elf_rawfile(elf.get(), &file_size) == nullptr) ThrowBadElf(path, elf_errmsg(-1));
+  GElf_Ehdr ehdr;
+  if (gelf_getehdr(elf.get(), &ehdr) == nullptr) ThrowBadElf(path, elf_errmsg(-1));
+  const auto in_file = [&](uint64_t offset, uint64_t size) { return offset <= file_size && size <= file_size - offset; };
+  if (!in_file(ehdr.e_phoff, uint64_t{ehdr.e_phnum} * ehdr.e_phentsize) ||
+      !in_file(ehdr.e_shoff, uint64_t{ehdr.e_shnum} * ehdr.e_shentsize)) {
+    ThrowBadElf(path, "a header table runs past the end of the file (truncated?)");
+  }
+  // The same order as ReadElfFd: note sections, then PT_NOTE segments.
+  for (Elf_Scn* scn = elf_nextscn(elf.get(), nullptr); scn; scn = elf_nextscn(elf.get(), scn)) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) == nullptr) ThrowBadElf(path, elf_errmsg(-1));
+    if (shdr.sh_type != SHT_NOTE) continue;
+    if (!in_file(shdr.sh_offset, shdr.sh_size)) {
+      ThrowBadElf(path, "a section runs past the end of the file (truncated?)");
+    }
+    if (Elf_Data* data = elf_getdata(scn, nullptr)) {
+      if (auto id = FindBuildId(data)) return id;
+    }
+  }
+  size_t phnum = 0;
+  if (elf_getphdrnum(elf.get(), &phnum) != 0) ThrowBadElf(path, elf_errmsg(-1));
+  for (size_t i = 0; i < phnum; ++i) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(elf.get(), static_cast<int>(i), &ph) == nullptr) ThrowBadElf(path, elf_errmsg(-1));
+    if (ph.p_type != PT_NOTE) continue;
+    Elf_Data* data = elf_getdata_rawchunk(elf.get(), ph.p_offset, ph.p_filesz, ELF_T_NHDR);
+    if (data == nullptr) continue;
+    if (auto id = FindBuildId(data)) return id;
+  }
+  return std::nullopt;
+}
+
 }  // namespace hotpatch

@@ -70,5 +70,8 @@ struct ElfInfo {
 ElfInfo ReadElfFile(const std::string& path);
 // The same, from an open file (`name` is for messages). Throws EBAD_ELF.
 ElfInfo ReadElfFd(int fd, const std::string& name);
+// Only the build-id (as ReadElfFile finds it), reading the notes and nothing else: a big program's
+// symbol tables take seconds to read. Throws EngineError (EELF_OPEN, EBAD_ELF).
+std::optional<std::string> ReadBuildIdFile(const std::string& path);
 
 }  // namespace hotpatch

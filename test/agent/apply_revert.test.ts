@@ -37,10 +37,15 @@ async function tally(t: RunningFixture): Promise<Tally> {
 }
 
 /**
- * Answers between two consecutive tallies that surely follow the last operation (the first line may
- * be old), skipping windows in which the target's threads got no CPU at all on a busy machine.
+ * Answers between two consecutive tallies that surely follow the last operation, skipping windows in
+ * which the target's threads got no CPU at all on a busy machine. A tally counts exactly the calls
+ * started before the fixture began it (see patch_target.c), so a window is clean once its first tally
+ * was begun after the operation: the first line read may have sat in the pipe since before it, and
+ * the second may have been begun before it (the fixture's main thread can be stopped by the engine
+ * between beginning a tally and printing it), so both are skipped.
  */
 async function delta(t: RunningFixture): Promise<Tally> {
+  await tally(t);
   await tally(t);
   let a = await tally(t);
   for (let i = 0; i < 50; i++) {

@@ -23,6 +23,7 @@ import {
   must,
   stage,
   startTestAgent,
+  subscribed,
   tempDir,
   waitFor,
 } from "../helpers/agent_harness.js";
@@ -86,7 +87,7 @@ describe("agent gRPC service (mTLS)", () => {
     it("refuses a TLS client without a certificate", async () => {
       const c = agentClient(agent.grpcPort, await clientCredentials(certs.ca.cert));
       clients.push(c);
-      await assert.rejects(call(c, c.info, {}, 3000), (e) => grpcCode(e) === status.UNAVAILABLE);
+      await assert.rejects(call(c, c.info, {}, 10_000), (e) => grpcCode(e) === status.UNAVAILABLE);
     });
 
     it("refuses a client whose certificate another CA signed", async () => {
@@ -100,13 +101,13 @@ describe("agent gRPC service (mTLS)", () => {
         ),
       );
       clients.push(c);
-      await assert.rejects(call(c, c.info, {}, 3000), (e) => grpcCode(e) === status.UNAVAILABLE);
+      await assert.rejects(call(c, c.info, {}, 10_000), (e) => grpcCode(e) === status.UNAVAILABLE);
     });
 
     it("refuses a plaintext client", async () => {
       const c = agentClient(agent.grpcPort);
       clients.push(c);
-      await assert.rejects(call(c, c.info, {}, 3000), (e) => grpcCode(e) === status.UNAVAILABLE);
+      await assert.rejects(call(c, c.info, {}, 10_000), (e) => grpcCode(e) === status.UNAVAILABLE);
     });
 
     it("answers a client with a certificate from its CA: Info names node, pair, cluster, role, version", async () => {
@@ -222,7 +223,8 @@ describe("agent gRPC service (mTLS)", () => {
 
     it("an upload cut off by its deadline leaves nothing behind", async () => {
       const err = await new Promise<ServiceError | null>((resolve) => {
-        const s = client.stageBundle(new Metadata(), { deadline: Date.now() + 500 }, (e) => resolve(e));
+        // Long enough for the agent to have read the header (and so to name the bundle) on a busy machine.
+        const s = client.stageBundle(new Metadata(), { deadline: Date.now() + 2000 }, (e) => resolve(e));
         s.write({
           part: { $case: "header", value: { bundleId: "fix-slow", size: good.length, sha256: "1".repeat(64) } },
         });
@@ -350,7 +352,7 @@ describe("agent gRPC service (mTLS)", () => {
       const seen: WatchEventsResponse[] = [];
       stream.on("data", (d: WatchEventsResponse) => seen.push(d));
       stream.on("error", () => undefined);
-      await new Promise((r) => setTimeout(r, 200));
+      await subscribed(stream);
       const r = await call(client, client.switchover, { targetRole: Role.ROLE_ACTIVE, requestedBy: "drill" });
       assert.deepEqual(r, { previousRole: Role.ROLE_STANDBY, role: Role.ROLE_ACTIVE });
       const ev = await waitFor("role.changed event", () => seen.find((s) => s.event?.kind === "role.changed")?.event);

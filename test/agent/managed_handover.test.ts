@@ -13,7 +13,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { RunningAgent } from "../../agent/index.js";
 import { type AgentServiceClient, Role, type WatchEventsResponse } from "../../proto/index.js";
-import { agentClient, agentDoc, call, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
+import { agentClient, agentDoc, call, startTestAgent, subscribed, tempDir, waitFor } from "../helpers/agent_harness.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 const BUCKET = "handover_test";
@@ -101,6 +101,7 @@ describe("a graceful handover between managed agents", () => {
         activeEvents.push({ node, atMs: Number(d.event.timestampMs) });
     });
     stream.on("error", () => undefined);
+    await subscribed(stream);
   };
 
   before(async () => {

@@ -10,12 +10,14 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { RunningAgent } from "../../agent/index.js";
 import { type AgentServiceClient, Role, type WatchEventsResponse } from "../../proto/index.js";
-import { agentClient, agentDoc, call, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
+import { agentClient, agentDoc, call, startTestAgent, subscribed, tempDir, waitFor } from "../helpers/agent_harness.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
 
-const leaseTtlMs = 1500;
-const demoteAfterMs = 600;
+// Both agents run in the test process: a stall of it longer than demoteAfterMs rightly makes the
+// active step down. These leave room for the stalls of a busy CI machine (600 ms was not enough).
+const leaseTtlMs = 3000;
+const demoteAfterMs = 1200;
 const renewMs = 150;
 
 interface Sample {
@@ -71,6 +73,7 @@ describe("managed roles through a KV lease", () => {
       if (d.event?.kind === "role.changed") events.push({ node, at: Number(d.event.timestampMs), role: d.event.role });
     });
     stream.on("error", () => undefined);
+    await subscribed(stream);
   };
 
   const bothActive = () => samples.filter((s) => s.a === Role.ROLE_ACTIVE && s.b === Role.ROLE_ACTIVE);
@@ -116,7 +119,7 @@ describe("managed roles through a KV lease", () => {
     const bActiveAt = await waitFor(
       "b to take over",
       async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? Date.now() : undefined),
-      10_000,
+      20_000,
     );
     // The events come over their own stream, which may trail the Info answer.
     const [aDemote, bPromote] = await waitFor("both role changes to be streamed", () => {
@@ -150,7 +153,7 @@ describe("managed roles through a KV lease", () => {
     await waitFor(
       "a to take the released lease",
       async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined),
-      5000,
+      10_000,
     );
     await new Promise((r) => setTimeout(r, leaseTtlMs));
     assert.equal(await roleOf("b"), Role.ROLE_STANDBY);
@@ -171,13 +174,14 @@ describe("managed roles through a KV lease", () => {
   it("stopping the active agent hands the role over at once: demote hook, lease released, peer active", async () => {
     const a = agents.a;
     assert.ok(a);
-    assert.equal(await roleOf("a"), Role.ROLE_ACTIVE);
+    // a took the lease in the test before; wait for it rather than read the role once.
+    await waitFor("a to be active", async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined));
     clients.a?.close();
     delete clients.a;
     delete agents.a;
     const stoppedAt = Date.now();
     const stopping = a.stop();
-    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 5000);
+    await waitFor("b to take over", async () => ((await roleOf("b")) === Role.ROLE_ACTIVE ? true : undefined), 10_000);
     await stopping;
     const promoted = await waitFor("b's promotion to be streamed", () =>
       events.find((e) => e.node === "b" && e.role === Role.ROLE_ACTIVE && e.at >= stoppedAt),

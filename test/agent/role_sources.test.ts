@@ -30,7 +30,7 @@ describe("role sources and hooks", () => {
     await setState("standby");
     const errors: Error[] = [];
     const role = new ExternalRole(
-      { kind: "command", command: { argv: ["/bin/cat", state], timeoutMs: 1000 } },
+      { kind: "command", command: { argv: ["/bin/cat", state], timeoutMs: 10_000 } },
       30,
       {},
       {},
@@ -54,7 +54,7 @@ describe("role sources and hooks", () => {
   it("a failing role command makes the role unknown and reports the error", async () => {
     const errors: Error[] = [];
     const role = new ExternalRole(
-      { kind: "command", command: { argv: ["/bin/false"], timeoutMs: 1000 } },
+      { kind: "command", command: { argv: ["/bin/false"], timeoutMs: 10_000 } },
       1000,
       {},
       {},
@@ -70,7 +70,7 @@ describe("role sources and hooks", () => {
     const log = path.join(tmp.dir, "hook.log");
     const role = new StaticRole(
       "standby",
-      { promote: { argv: ["/bin/sh", "-c", `echo "promote $HOTPATCH_NODE" >> ${log}`], timeoutMs: 2000 } },
+      { promote: { argv: ["/bin/sh", "-c", `echo "promote $HOTPATCH_NODE" >> ${log}`], timeoutMs: 10_000 } },
       { HOTPATCH_NODE: "n1" },
     );
     assert.equal(await role.switchover("active"), "active");
@@ -80,7 +80,7 @@ describe("role sources and hooks", () => {
   it("a failing hook leaves the role as it was, with EHOOK and the command's stderr", async () => {
     const role = new StaticRole(
       "active",
-      { demote: { argv: ["/bin/sh", "-c", "echo cannot stop >&2; exit 3"], timeoutMs: 2000 } },
+      { demote: { argv: ["/bin/sh", "-c", "echo cannot stop >&2; exit 3"], timeoutMs: 10_000 } },
       {},
     );
     await assert.rejects(
@@ -144,7 +144,8 @@ describe("role sources and hooks", () => {
     const role = new ExternalRole(
       { kind: "file", file: state },
       60_000,
-      { promote: { argv: ["/bin/true"], timeoutMs: 300 } },
+      // The timeout bounds the hook and the confirmation together: room for a slow start of /bin/true.
+      { promote: { argv: ["/bin/true"], timeoutMs: 2000 } },
       {},
       () => undefined,
     );
@@ -164,10 +165,11 @@ describe("role sources and hooks", () => {
     const pidFile = path.join(tmp.dir, "hook-child.pid");
     await assert.rejects(
       runCommand(
-        { argv: ["/bin/sh", "-c", `sleep 30 >/dev/null 2>&1 & echo $! > ${pidFile}; wait`], timeoutMs: 300 },
+        // Room for the shell to start its child and write the pid file before the timeout kills it.
+        { argv: ["/bin/sh", "-c", `sleep 30 >/dev/null 2>&1 & echo $! > ${pidFile}; wait`], timeoutMs: 3000 },
         "promote hook",
       ),
-      (e) => e instanceof AgentError && e.code === "EHOOK" && /timed out after 300 ms/.test(e.message),
+      (e) => e instanceof AgentError && e.code === "EHOOK" && /timed out after 3000 ms/.test(e.message),
     );
     const child = Number(await readFile(pidFile, "utf8"));
     assert.ok(child > 0);

@@ -5,7 +5,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import {
+  type ChannelCredentials,
+  type ClientReadableStream,
+  credentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
 import { pino } from "pino";
 import { create as createTar } from "tar";
 import { stringify } from "yaml";
@@ -66,6 +72,24 @@ export function agentClient(
   creds: ChannelCredentials = credentials.createInsecure(),
 ): AgentServiceClient {
   return new AgentServiceClient(`127.0.0.1:${port}`, creds, { "grpc.ssl_target_name_override": "localhost" });
+}
+
+/**
+ * Resolves once the agent has subscribed a WatchEvents stream (its response headers came): every
+ * event from then on reaches the stream's listeners. Attach them before awaiting this.
+ */
+export function subscribed(stream: ClientReadableStream<unknown>, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`WatchEvents not subscribed within ${timeoutMs} ms`)), timeoutMs);
+    stream.once("metadata", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    stream.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
 
 /** mTLS client credentials from dev certificate files. */

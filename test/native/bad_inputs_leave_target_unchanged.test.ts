@@ -9,6 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { PatchFunctionSpec } from "../../native/index.js";
 import { activatePatch, applyPatch, EngineError, listPatches, loadPatch, unloadPatch } from "../../native/index.js";
+import { waitFor } from "../helpers/agent_harness.js";
 import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 const isCode = (code: string) => (err: unknown) => err instanceof EngineError && err.code === code;
@@ -145,9 +146,9 @@ describe("targets that cannot be patched", () => {
     try {
       const zombie = Number(/zombie (\d+)/.exec(parent.output())?.[1]);
       // The child may not have finished exiting when its parent printed its pid.
-      for (let i = 0; i < 200 && !/State:\s+Z/.test(await readFile(`/proc/${zombie}/status`, "utf8")); i++) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await waitFor(`process ${zombie} to be a zombie`, async () =>
+        /State:\s+Z/.test(await readFile(`/proc/${zombie}/status`, "utf8")) ? true : undefined,
+      );
       await assert.rejects(applyPatch(zombie, spec()), isCode("EZOMBIE"));
     } finally {
       await parent.kill();
@@ -231,14 +232,22 @@ describe("targets that cannot be patched", () => {
       "1",
     ]);
     const loopPatch = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC"]);
-    setTimeout(() => void busy.kill(), 150);
-    await assert.rejects(
-      applyPatch(
+    try {
+      const applying = applyPatch(
         busy.pid,
         { id: "e", soPath: loopPatch, functions: [{ symbol: "event_loop", replacement: "event_loop_v2" }] },
         { safetyTimeoutMs: 30_000 },
-      ),
-      isCode("ETARGET_EXITED"),
-    );
+      );
+      applying.catch(() => undefined);
+      // Killed only once the patch is mapped: the engine is then past loading and waiting for the
+      // thread to leave event_loop (a kill before it attached would rightly be ENOPROCESS).
+      await waitFor("the patch to be mapped into the target", async () =>
+        (await readFile(`/proc/${busy.pid}/maps`, "utf8")).includes(loopPatch) ? true : undefined,
+      );
+      await busy.kill();
+      await assert.rejects(applying, isCode("ETARGET_EXITED"));
+    } finally {
+      await busy.kill();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { copyFile, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type ElfInfo, EngineError, readElf } from "../../native/index.js";
+import { type ElfInfo, EngineError, readBuildId, readElf } from "../../native/index.js";
 import { compileFixture, runTool } from "../helpers/fixtures.js";
 
 async function readelfBuildId(file: string): Promise<string> {
@@ -123,6 +123,36 @@ describe("ELF reader", () => {
     await copyFile(pie, cut);
     await truncate(cut, 100);
     await assert.rejects(readElf(cut), (err: unknown) => err instanceof EngineError && err.code === "EBAD_ELF");
+  });
+
+  it("readBuildId gives the build-id readelf shows, without the rest: PIE, non-PIE, stripped, libc", async () => {
+    const stripped = path.join(tmp, "counter-stripped-id");
+    await copyFile(pie, stripped);
+    await runTool("strip", ["--strip-all", stripped]);
+    const libc = (await runTool("cat", [`/proc/${process.pid}/maps`]))
+      .split("\n")
+      .map((l) => l.split(/\s+/)[5] ?? "")
+      .find((p) => /\/libc\.so\.6$/.test(p));
+    assert.ok(libc);
+    for (const file of [pie, nonPie, stripped, libc]) assert.equal(await readBuildId(file), await readelfBuildId(file));
+  });
+
+  it("readBuildId answers null for a file linked without a build-id", async () => {
+    const none = await compileFixture("c/counter.c", ["-O1", "-Wl,--build-id=none"]);
+    assert.equal((await readElf(none)).buildId, null);
+    assert.equal(await readBuildId(none), null);
+  });
+
+  it("readBuildId refuses what readElf refuses: not ELF, truncated (EBAD_ELF), missing (EELF_OPEN)", async () => {
+    const junk = path.join(tmp, "junk-id");
+    await writeFile(junk, "#!/bin/sh\necho not elf\n");
+    const cut = path.join(tmp, "cut-id");
+    await copyFile(pie, cut);
+    await truncate(cut, 100);
+    const isCode = (code: string) => (err: unknown) => err instanceof EngineError && err.code === code;
+    await assert.rejects(readBuildId(junk), isCode("EBAD_ELF"));
+    await assert.rejects(readBuildId(cut), isCode("EBAD_ELF"));
+    await assert.rejects(readBuildId(path.join(tmp, "does-not-exist-id")), isCode("EELF_OPEN"));
   });
 
   it("reports a missing file with EELF_OPEN and its path", async () => {

@@ -37,10 +37,12 @@ async function tally(target: RunningFixture): Promise<Tally> {
 }
 
 /**
- * What the target computed between two consecutive tallies, once the last operation has settled:
- * the first line read may have been printed before it (it can sit in the pipe), and the next
- * interval may still count calls that were in flight across it (a thread preempted between
- * computing an answer and counting it), so both are skipped, and so is a window with no answers.
+ * What the target computed between two consecutive tallies, once the last operation has settled. A
+ * tally counts exactly the calls started before the fixture began it, however long a thread was
+ * preempted between computing an answer and counting it (see patch_target.c). The first line read
+ * may have been printed before the operation (it can sit in the pipe), and the second may have been
+ * begun before it (the engine can stop the main thread between beginning a tally and printing it),
+ * so both are skipped, and so is a window with no answers.
  */
 async function delta(target: RunningFixture): Promise<Tally> {
   await tally(target);

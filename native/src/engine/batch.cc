@@ -33,7 +33,15 @@ BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   } catch (const EngineError& e) {
     out.code = e.code();
     out.message = e.what();
-    if (loaded_here) {
+    const bool gone = e.code() == "ENOPROCESS" || e.code() == "EZOMBIE" || e.code() == "ETARGET_EXITED";
+    if (loaded_here && gone) {
+      // It died after this call had mapped the patch into it: it exited during the operation (not
+      // before it), and a dead process has nothing left to unload.
+      out.code = "ETARGET_EXITED";
+      if (e.code() != "ETARGET_EXITED") {
+        out.message = "process " + std::to_string(pid) + " exited during the operation: " + out.message;
+      }
+    } else if (loaded_here) {
       // Leave the process as it was: take back what this call mapped.
       OpOptions quick = opts;
       quick.safety_timeout = std::chrono::milliseconds(1000);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -116,9 +117,17 @@ std::string TargetVisiblePath(pid_t pid, const std::string& so_path, const std::
     return so_path;
   }
   const std::string inside = "/tmp/hotpatch-" + id + ".so";
+  // Copied under a name of its own, then renamed over the old copy: a process that maps an earlier
+  // copy keeps that file, instead of seeing it rewritten under its running code.
+  const std::string staging = root + inside + "." + std::to_string(::getpid()) + "." + std::to_string(pid) + ".tmp";
   std::error_code ec;
-  std::filesystem::copy_file(so_path, root + inside, std::filesystem::copy_options::overwrite_existing, ec);
+  std::filesystem::copy_file(so_path, staging, std::filesystem::copy_options::overwrite_existing, ec);
+  if (!ec) std::filesystem::rename(staging, root + inside, ec);
   if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(staging, ignored);
+    // A process that just died loses its /proc/PID/root: that is no namespace problem.
+    ThrowIfGone(pid, "loading the patch");
     throw EngineError("EMOUNT_NS", "process " + std::to_string(pid) + " is in another mount namespace and the patch " +
                                        "could not be copied to " + inside + " inside it: " + ec.message());
   }

@@ -2208,7 +2208,10 @@ export const AgentServiceService = {
     responseSerialize: (value: SwitchoverResponse): Buffer => Buffer.from(SwitchoverResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SwitchoverResponse => SwitchoverResponse.decode(value),
   },
-  /** Events from this agent as they happen. */
+  /**
+   * Events from this agent as they happen. The response headers come once the subscription is
+   * live: a client that waits for them before acting sees every event its action causes.
+   */
   watchEvents: {
     path: "/hotpatch.v1.AgentService/WatchEvents" as const,
     requestStream: false as const,
@@ -2235,7 +2238,10 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, StatusResponse>;
   /** Promotes or demotes this node's service through the configured hooks. */
   switchover: handleUnaryCall<SwitchoverRequest, SwitchoverResponse>;
-  /** Events from this agent as they happen. */
+  /**
+   * Events from this agent as they happen. The response headers come once the subscription is
+   * live: a client that waits for them before acting sees every event its action causes.
+   */
   watchEvents: handleServerStreamingCall<WatchEventsRequest, WatchEventsResponse>;
 }
 
@@ -2350,7 +2356,10 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SwitchoverResponse) => void,
   ): ClientUnaryCall;
-  /** Events from this agent as they happen. */
+  /**
+   * Events from this agent as they happen. The response headers come once the subscription is
+   * live: a client that waits for them before acting sees every event its action causes.
+   */
   watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEventsResponse>;
   watchEvents(
     request: WatchEventsRequest,
