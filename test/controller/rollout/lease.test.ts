@@ -47,11 +47,13 @@ describe("rollout lease", () => {
 
   it("the holder renews the lease, so it outlives its ttl", async () => {
     const store = await RolloutStore.open(nc, "renew");
-    const lease = await Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-renew" });
+    // A ttl of 1 s (renewed every 333 ms) survives a NATS round trip slowed by a busy machine; three
+    // ttls later the lease is still held only because it was renewed.
+    const lease = await Lease.acquire(store.kv, { ttlMs: 1000, rolloutId: "r-renew" });
     try {
-      await sleep(900);
+      await sleep(3000);
       assert.ok(lease.held);
-      await assert.rejects(Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-other" }), /ELEASE_HELD|held by/);
+      await assert.rejects(Lease.acquire(store.kv, { ttlMs: 1000, rolloutId: "r-other" }), /ELEASE_HELD|held by/);
     } finally {
       await lease.release();
     }
@@ -70,7 +72,15 @@ describe("rollout lease", () => {
     await waitFor("a renewal with the frozen clock", async () =>
       ((await Lease.read(store.kv))?.expiresAtMs ?? 0) < Date.now() - 5000 ? true : undefined,
     );
-    const successor = await Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-next" });
+    // The stuck holder still writes its (past) expiry every ttl/3: a renewal landing between the
+    // successor's read and its compare-and-swap makes that attempt fail, so it tries again (the
+    // lease stays expired, so a refusal that lasts is a real failure).
+    const successor = await waitFor("the successor to take the expired lease", () =>
+      Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-next" }).catch((err: unknown) => {
+        if (err instanceof RolloutError && err.code === "ELEASE_HELD") return undefined;
+        throw err;
+      }),
+    );
     try {
       // Its next renewal finds the successor's revision.
       await waitFor("the old holder to learn it lost the lease", () => (lost ? true : undefined));
