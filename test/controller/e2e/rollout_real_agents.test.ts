@@ -33,7 +33,7 @@ describe("rollout against real agents", { timeout: 300_000 }, () => {
     for (const x of e.nodes) {
       await until(
         () => /tally old=\d+ new=[1-9]/.test(x.output().split("\n").slice(-5).join("\n")),
-        5000,
+        15_000,
         `${x.node} new code`,
       );
     }
@@ -68,7 +68,8 @@ describe("rollout against real agents", { timeout: 300_000 }, () => {
     const cli = startCli(["rollout", "--plan", file, "--json"]);
     await until(() => cli.events().some((e) => e.type === "step.started" && e.step === "soak"), 30_000, "soak");
     node("p1-b").freeze();
-    await until(() => cli.events().some((e) => e.type === "pair.failed"), 10_000, "gate failure");
+    // The gap gate fails 3 s (30 intervals) into the silence.
+    await until(() => cli.events().some((e) => e.type === "pair.failed"), 15_000, "gate failure");
     node("p1-b").thaw();
     assert.equal(await cli.exit, 1);
     const failed = cli.events().find((e) => e.type === "pair.failed") as { failure: { node: string; gate: string } };
