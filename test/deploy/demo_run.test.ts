@@ -34,7 +34,7 @@ function leftoversNow(tag: string): string {
 
 /** Processes of the demo still alive after a grace period (a killed command's compiler may take a moment). */
 async function leftovers(tag: string): Promise<string> {
-  for (let i = 0; i < 50 && leftoversNow(tag) !== ""; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 150 && leftoversNow(tag) !== ""; i++) await new Promise((r) => setTimeout(r, 100));
   return leftoversNow(tag);
 }
 
