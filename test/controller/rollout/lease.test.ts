@@ -9,7 +9,6 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Lease, RolloutError, RolloutStore } from "../../../controller/rollout/index.js";
 import { waitFor } from "../../helpers/agent_harness.js";
 import { hotpatch } from "../../helpers/cli.js";
-import { sleep } from "../../helpers/heartbeats.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
 
 describe("rollout lease", () => {
@@ -47,13 +46,22 @@ describe("rollout lease", () => {
 
   it("the holder renews the lease, so it outlives its ttl", async () => {
     const store = await RolloutStore.open(nc, "renew");
-    // A ttl of 1 s (renewed every 333 ms) survives a NATS round trip slowed by a busy machine; three
-    // ttls later the lease is still held only because it was renewed.
-    const lease = await Lease.acquire(store.kv, { ttlMs: 1000, rolloutId: "r-renew" });
+    const lease = await Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-renew" });
+    const firstExpiry = lease.value.expiresAtMs;
     try {
-      await sleep(3000);
+      // Renewals (every ttl/3) push the stored expiry on; wait until it is two ttls past the first.
+      // (Watching the stored value, not the clock: on a busy machine a KV round trip can take longer
+      // than this ttl, and the lease may then lapse between renewals, which is not what is shown here.)
+      await waitFor("the lease to be renewed past two ttls", async () =>
+        ((await Lease.read(store.kv, () => 0))?.expiresAtMs ?? 0) > firstExpiry + 600 ? true : undefined,
+      );
       assert.ok(lease.held);
-      await assert.rejects(Lease.acquire(store.kv, { ttlMs: 1000, rolloutId: "r-other" }), /ELEASE_HELD|held by/);
+      assert.equal((await Lease.read(store.kv, () => 0))?.rolloutId, "r-renew");
+      // A controller asking when the lease would have expired without renewals is refused.
+      await assert.rejects(
+        Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-other", now: () => firstExpiry + 1 }),
+        /ELEASE_HELD|held by/,
+      );
     } finally {
       await lease.release();
     }
