@@ -30,7 +30,7 @@ async function ask(endpoint: Endpoint, line: string): Promise<string> {
 /** Runs the binary with bad arguments and returns its exit code and stderr. */
 async function runExpectingFailure(binary: string, args: string[]): Promise<{ code: number; stderr: string }> {
   try {
-    await execFileAsync(binary, args, { timeout: 5000 });
+    await execFileAsync(binary, args, { timeout: 30_000 });
     return { code: 0, stderr: "" };
   } catch (err) {
     const e = err as { code?: number; stderr?: string };
