@@ -1,5 +1,6 @@
 /** TCP, HTTP and exec probes, each bounded by its timeout. */
 import { connect } from "node:net";
+import { deadlineSignal } from "../../common/index.js";
 import type { ProbeConfig } from "../config/types.js";
 import { runCommand } from "../roles/hooks.js";
 
@@ -18,30 +19,40 @@ export interface ProbeOutcome {
 function tcp(host: string, port: number, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host, port });
-    const timer = setTimeout(() => {
+    // A connection made in time but not yet seen by an agent that was held up (GC, busy CPU) still
+    // counts: the deadline looks only after the pending I/O was handled.
+    const deadline = deadlineSignal(timeoutMs);
+    const done = (err?: Error) => {
+      deadline.dispose();
       sock.destroy();
-      reject(new Error(`no TCP connection to ${host}:${port} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.once("connect", () => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve();
-    });
-    sock.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new Error(`TCP ${host}:${port}: ${err.message}`));
-    });
+      if (err) reject(err);
+      else resolve();
+    };
+    deadline.signal.addEventListener(
+      "abort",
+      () => done(new Error(`no TCP connection to ${host}:${port} within ${timeoutMs} ms`)),
+      { once: true },
+    );
+    sock.once("connect", () => done());
+    sock.once("error", (err) => done(new Error(`TCP ${host}:${port}: ${err.message}`)));
   });
 }
 
 async function http(url: string, expect: number, timeoutMs: number): Promise<void> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) }).catch((err: Error) => {
-    throw new Error(
-      err.name === "TimeoutError" ? `no HTTP answer from ${url} within ${timeoutMs} ms` : `HTTP ${url}: ${err.message}`,
-    );
-  });
-  await res.body?.cancel();
-  if (res.status !== expect) throw new Error(`HTTP ${url} answered ${res.status}, expected ${expect}`);
+  const deadline = deadlineSignal(timeoutMs);
+  try {
+    const res = await fetch(url, { signal: deadline.signal }).catch((err: Error) => {
+      throw new Error(
+        err.name === "TimeoutError"
+          ? `no HTTP answer from ${url} within ${timeoutMs} ms`
+          : `HTTP ${url}: ${err.message}`,
+      );
+    });
+    await res.body?.cancel();
+    if (res.status !== expect) throw new Error(`HTTP ${url} answered ${res.status}, expected ${expect}`);
+  } finally {
+    deadline.dispose();
+  }
 }
 
 /** Runs one probe; never throws. */

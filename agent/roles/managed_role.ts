@@ -12,6 +12,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
+import { afterPendingIo } from "../../common/index.js";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { DeadManFence } from "./dead_man_fence.js";
@@ -226,10 +227,14 @@ export class ManagedRole implements RoleController {
   private armDemote(sentAt: number): void {
     this.clearDemoteTimer();
     const wait = Math.max(0, sentAt + this.s.demoteAfterMs - monotonicMs());
-    this.demoteTimer = setTimeout(
-      () => void this.demote(`could not renew the lease for ${this.s.demoteAfterMs} ms`),
-      wait,
-    );
+    const timer = setTimeout(() => {
+      // A renewal that succeeded while this agent was held up (GC, a busy CPU) is read first, and
+      // re-arms the deadline: only a renewal that really failed for demoteAfterMs demotes.
+      afterPendingIo(() => {
+        if (this.demoteTimer === timer) void this.demote(`could not renew the lease for ${this.s.demoteAfterMs} ms`);
+      });
+    }, wait);
+    this.demoteTimer = timer;
   }
 
   /**

@@ -4,6 +4,7 @@
  * ALIVE_BEATS intervals (a timer re-armed by every beat, so silence is seen when it happens, not
  * at the next poll). Waits resolve on the event that satisfies them.
  */
+import { afterPendingIo } from "../../common/index.js";
 import type { ClusterView, NodeView } from "../cluster/index.js";
 import { DrillError, type DrillErrorCode } from "./errors.js";
 import { ALIVE_BEATS } from "./pair_health.js";
@@ -54,15 +55,17 @@ export class PairObserver {
     this.#record(n.node, n.role, at);
     clearTimeout(this.#timers.get(n.node));
     const gap = ALIVE_BEATS * Math.max(1, n.intervalMs) + 1;
-    this.#timers.set(
-      n.node,
-      setTimeout(() => {
-        const silentAt = performance.now();
+    const timer = setTimeout(() => {
+      const silentAt = performance.now();
+      // A beat that came while this process was held up is read first: then the node was not silent.
+      afterPendingIo(() => {
+        if (this.#timers.get(n.node) !== timer) return;
         this.#silentAt.set(n.node, [...(this.#silentAt.get(n.node) ?? []), silentAt]);
         this.#record(n.node, "lost", silentAt);
         this.#wake();
-      }, gap),
-    );
+      });
+    }, gap);
+    this.#timers.set(n.node, timer);
     this.#wake();
   }
 
@@ -176,6 +179,7 @@ export class PairObserver {
   close(): void {
     this.#stop();
     for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
     this.#wakers.clear();
   }
 }

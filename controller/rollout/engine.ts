@@ -7,6 +7,7 @@
  */
 
 import { setMaxListeners } from "node:events";
+import { afterPendingIo } from "../../common/index.js";
 import { Outcome, Role } from "../../proto/index.js";
 import type { ClusterView } from "../cluster/view.js";
 import type { AgentApi } from "./agents.js";
@@ -370,6 +371,8 @@ export class RolloutEngine {
     switch (step.kind) {
       case "check": {
         const gapIntervals = plan.gates.heartbeatGap?.intervals ?? 3;
+        // Heartbeats received while this controller was held up are read before their age is judged.
+        await new Promise<void>((r) => afterPendingIo(r));
         for (const node of state.nodes) {
           const v = this.deps.view.node(state.pair, node);
           const live = this.deps.view.liveness(state.pair, node);
@@ -474,9 +477,8 @@ export class RolloutEngine {
     const soak = state.soak;
     const observed = new Set<string>();
     let lastReport = 0;
-    for (;;) {
-      const now = view.now();
-      const results: GateResult[] = nodes.flatMap((n) =>
+    const evaluate = (now: number): GateResult[] =>
+      nodes.flatMap((n) =>
         evaluateGates(plan.gates, {
           node: n,
           view: view.node(state.pair, n),
@@ -486,6 +488,16 @@ export class RolloutEngine {
           bundleId,
         }),
       );
+    for (;;) {
+      let now = view.now();
+      let results = evaluate(now);
+      if (firstEnforcedFailure(results)) {
+        // After this controller was held up (GC, a busy CPU) its poll timer runs before the heartbeats
+        // that came meanwhile are read, and every node would look silent: judge again once they are.
+        await new Promise<void>((r) => afterPendingIo(r));
+        now = view.now();
+        results = evaluate(now);
+      }
       for (const r of results) {
         if (!r.ok && r.mode === "observe" && !observed.has(`${r.node}/${r.gate}`)) {
           observed.add(`${r.node}/${r.gate}`);

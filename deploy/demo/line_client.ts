@@ -1,5 +1,6 @@
 /** Transport: sends one request line over a fresh TCP connection and reads one answer line. */
 import { connect } from "node:net";
+import { afterPendingIo } from "../../common/index.js";
 import type { Endpoint, FailureKind, LineResult } from "./types.js";
 
 /** Longest answer line accepted; a longer one is a protocol failure. */
@@ -31,8 +32,13 @@ export function sendLine(
     };
     const fail = (failure: FailureKind, detail: string) => finish({ kind: "failure", failure, detail });
     const onAbort = () => finish({ kind: "aborted" });
+    // An answer that came while this process was held up (GC, a busy CPU) is read before the
+    // deadline is judged, so it is not counted as a timeout.
     const timer = setTimeout(
-      () => fail("timeout", `no answer within ${options.timeoutMs} ms (${connected ? "connected" : "connecting"})`),
+      () =>
+        afterPendingIo(() =>
+          fail("timeout", `no answer within ${options.timeoutMs} ms (${connected ? "connected" : "connecting"})`),
+        ),
       options.timeoutMs,
     );
     signal?.addEventListener("abort", onAbort, { once: true });

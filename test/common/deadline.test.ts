@@ -60,3 +60,30 @@ it("an infinite deadline only follows its parents", async () => {
   assert.equal(d.signal.aborted, true);
   d.dispose();
 });
+
+it("judges the deadline only after the I/O that became ready while the process was held up", async () => {
+  const { createServer, connect } = await import("node:net");
+  const server = createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  try {
+    const d = deadlineSignal(50);
+    const first = new Promise<string>((resolve) => {
+      d.signal.addEventListener("abort", () => resolve("deadline"), { once: true });
+      const sock = connect((server.address() as { port: number }).port, "127.0.0.1");
+      sock.once("connect", () => {
+        sock.destroy();
+        resolve("connected");
+      });
+    });
+    const end = Date.now() + 300;
+    while (Date.now() < end) {
+      // held up past the deadline (GC, a busy CPU), while the kernel completes the connection
+    }
+    assert.equal(await first, "connected");
+    // The deadline still fires afterwards when nobody disposes of it.
+    await aborted(d.signal);
+    d.dispose();
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

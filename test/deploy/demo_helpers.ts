@@ -34,7 +34,7 @@ export async function buildLinkedFix(dir: string): Promise<string> {
 }
 
 /** Polls `check` every 20 ms until it returns true or `timeoutMs` passes. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;

@@ -9,6 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 
@@ -92,16 +93,24 @@ describe("three-node NATS cluster config", () => {
     assert.equal(stdout.trim(), client.map((p) => `nats://127.0.0.1:${p}`).join(","));
     for (const n of ["n1", "n2", "n3"]) pids.push(Number(readFileSync(path.join(dir, `${n}.pid`), "utf8")));
 
-    const deadline = Date.now() + 20_000;
+    // Polled until the cluster has formed (a busy machine may take a while), then judged.
+    const deadline = Date.now() + 60_000;
     let leaders: unknown[] = [];
     let routes: unknown[] = [];
+    const monitor = (path: string) =>
+      Promise.all(http.map((p) => getJson(`http://127.0.0.1:${p}/${path}`).catch((): Record<string, unknown> => ({}))));
     while (Date.now() < deadline) {
-      const jsz = await Promise.all(
-        http.map((p) => getJson(`http://127.0.0.1:${p}/jsz`).catch((): Record<string, unknown> => ({}))),
-      );
+      const jsz = await monitor("jsz");
       leaders = jsz.map((j) => (j.meta_cluster as { leader?: string; cluster_size?: number } | undefined)?.leader);
       const sizes = jsz.map((j) => (j.meta_cluster as { cluster_size?: number } | undefined)?.cluster_size);
-      if (leaders[0] && leaders.every((l) => l === leaders[0]) && sizes.every((s) => s === 3)) break;
+      routes = (await monitor("routez")).map((r) => r.num_routes);
+      if (
+        leaders[0] &&
+        leaders.every((l) => l === leaders[0]) &&
+        sizes.every((s) => s === 3) &&
+        routes.every((n) => n === 2)
+      )
+        break;
       await new Promise((r) => setTimeout(r, 250));
     }
     assert.ok(["n1", "n2", "n3"].includes(String(leaders[0])), `meta leaders seen: ${JSON.stringify(leaders)}`);
@@ -109,16 +118,16 @@ describe("three-node NATS cluster config", () => {
       leaders.every((l) => l === leaders[0]),
       `all nodes agree on the leader: ${JSON.stringify(leaders)}`,
     );
-    routes = await Promise.all(http.map(async (p) => (await getJson(`http://127.0.0.1:${p}/routez`)).num_routes));
     assert.deepEqual(routes, [2, 2, 2]);
 
     // A bucket with three replicas written through n1 is read back through n3.
     const nc1 = await connect({ servers: `127.0.0.1:${client[0]}`, timeout: 5000 });
     const nc3 = await connect({ servers: `127.0.0.1:${client[2]}`, timeout: 5000 });
     try {
-      const kv1 = await new Kvm(nc1).create("deploy_test", { replicas: 3 });
+      // JetStream requests get a generous deadline: placing three replicas is slow on a busy machine.
+      const kv1 = await new Kvm(jetstream(nc1, { timeout: 20_000 })).create("deploy_test", { replicas: 3 });
       await kv1.put("greeting", "hello");
-      const kv3 = await new Kvm(nc3).open("deploy_test");
+      const kv3 = await new Kvm(jetstream(nc3, { timeout: 20_000 })).open("deploy_test");
       const entry = await kv3.get("greeting");
       assert.equal(entry?.string(), "hello");
     } finally {

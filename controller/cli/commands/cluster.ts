@@ -1,5 +1,6 @@
 /** `hotpatch cluster status`: every pair, each node's role, health, heartbeat age and patches, from heartbeats. */
 import type { Command } from "commander";
+import { afterPendingIo } from "../../../common/index.js";
 import { ClusterView, connectNats, liveness, type NodeView } from "../../cluster/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
@@ -85,6 +86,8 @@ export function registerCluster(program: Command): void {
         const view = ClusterView.watch(nc, opts.cluster);
         try {
           await new Promise((r) => setTimeout(r, Number(opts.wait) || 1500));
+          // Beats that came while this command was held up are read before their ages are printed.
+          await new Promise<void>((r) => afterPendingIo(r));
           if (view.nodes().length === 0) {
             out.fail(new Error(`no heartbeats from cluster ${opts.cluster} on ${servers.join(", ")}`), ExitCode.Failed);
             process.exitCode = ExitCode.Failed;
@@ -98,6 +101,7 @@ export function registerCluster(program: Command): void {
             process.once("SIGTERM", stop);
             while (!ac.signal.aborted) {
               await new Promise((r) => setTimeout(r, 1000));
+              await new Promise<void>((r) => afterPendingIo(r));
               if (!ac.signal.aborted) print(out, view);
             }
           }

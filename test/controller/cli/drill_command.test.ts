@@ -8,9 +8,14 @@ import { startTestPair, type TestPair } from "../../helpers/pair_harness.js";
 describe("hotpatch drill", () => {
   let p: TestPair;
   const args = (...more: string[]) => ["--pair", p.pair, "--cluster", p.cluster, "--nats", p.nats.url, ...more];
+  // Discovery ends as soon as the pair looks healthy, so a long one costs a healthy pair nothing.
+  const drillArgs = (...more: string[]) => args("--discovery", "10000", ...more);
 
   before(async () => {
-    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 1000 });
+    // Lease ttl 3 s (self-demotion after 1.2 s without a renewal), as in test/controller/drill: with
+    // 1 s an agent held up for 400 ms by a busy machine demoted itself and the pair failed over by
+    // itself, which no test here asks for.
+    p = await startTestPair({ intervalMs: 100, leaseTtlMs: 3000 });
   });
   after(async () => {
     await p?.close();
@@ -30,7 +35,7 @@ describe("hotpatch drill", () => {
 
   it("drill switchover prints the table: detection, takeover, old → new active, requests lost under load", async () => {
     const load = p.nodes.map((n) => `127.0.0.1:${p.servicePort(n)}`).join(",");
-    const r = await hotpatch(["drill", "switchover", ...args("--insecure", "--load", load)]);
+    const r = await hotpatch(["drill", "switchover", ...drillArgs("--insecure", "--load", load)]);
     assert.equal(r.code, 0, r.stderr);
     // The demo load generator ran through it, as a failover client of the pair.
     const lost = /requests lost\s+(\d+) of (\d+) \(\d+ failed, \d+ only STANDBY answers\)/.exec(r.stdout);
@@ -47,7 +52,7 @@ describe("hotpatch drill", () => {
   });
 
   it("drill failover --kill service --json prints one object naming the service to restart", async () => {
-    const r = await hotpatch(["drill", "failover", ...args("--insecure", "--kill", "service", "--json")]);
+    const r = await hotpatch(["drill", "failover", ...drillArgs("--insecure", "--kill", "service", "--json")]);
     assert.equal(r.code, 0, r.stderr);
     const lines = jsonLines(r.stdout);
     assert.equal(lines.length, 1);
@@ -63,7 +68,8 @@ describe("hotpatch drill", () => {
   });
 
   it("a drill on the pair with a dead service is refused: exit 1 with [EPAIR_UNHEALTHY]", async () => {
-    const r = await hotpatch(["drill", "switchover", ...args("--insecure", "--discovery", "800")]);
+    // The drill listens this long for a healthy pair before refusing: both nodes are heard by then.
+    const r = await hotpatch(["drill", "switchover", ...args("--insecure", "--discovery", "3000")]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /\[EPAIR_UNHEALTHY\].*p1-b: service quote unhealthy/);
     await p.startService("p1-b");

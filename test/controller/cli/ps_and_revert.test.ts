@@ -51,6 +51,8 @@ describe("hotpatch ps / revert", () => {
     assert.equal(r.code, 0, r.stderr);
     const summary = jsonLines(r.stdout).find((o) => o.type === "summary");
     assert.equal(summary?.done, 1);
+    // Unread lines from before the revert are read first; the next one may still predate it.
+    await new Promise((r) => setImmediate(r));
     await target.nextLine(/^answers /);
     assert.match(await target.nextLine(/^answers /), /a=101 b=201/);
     const ps = await hotpatch(["ps", "--pid", String(target.pid)]);

@@ -14,8 +14,14 @@ import { readElf } from "../../../native/index.js";
 import { hotpatch, jsonLines } from "../../helpers/cli.js";
 import { compileFixture, fixtureSource, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
 
+/**
+ * The target's answer after the last operation. Lines it printed (every 20 ms) before the operation
+ * that this process, held up on a busy machine, has not read yet are read first; then the next line
+ * may still have been computed before the operation, and the one after it is the answer.
+ */
 async function answer(t: RunningFixture, re: RegExp): Promise<string> {
-  await t.nextLine(re); // may predate the last operation
+  await new Promise((r) => setImmediate(r));
+  await t.nextLine(re);
   return t.nextLine(re);
 }
 

@@ -45,6 +45,8 @@ describe("rollout --dry-run", () => {
   }
 
   it("prints every stage, pair, node role and step in order, from the heartbeats it hears", async () => {
+    // A plan over all pairs listens for its whole discovery time: 3 s, so that every node beating
+    // every 100 ms from this process is heard even when the machine is busy.
     const file = await plan(
       "plan.yaml",
       `cluster: dry
@@ -54,7 +56,7 @@ target: {exePath: /usr/sbin/smsc}
 canary: {pairs: [p2], soak: 30s}
 waves: {size: 2, maxParallel: 2, soak: 5s}
 agents: {insecure: true}
-discovery: 500ms
+discovery: 3s
 `,
     );
     const r = await hotpatch(["rollout", "--plan", file, "--dry-run"]);
@@ -108,7 +110,8 @@ agents: {insecure: true}
   it("--json prints the plan, stages and roles as one document", async () => {
     const file = await plan(
       "json.yaml",
-      `cluster: dry\nnats: {servers: ["${nats.url}"]}\nbundle: .\ntarget: {exePath: /x}\npairs: [p1, p3]\nagents: {insecure: true}\n`,
+      // Discovery of named pairs ends once both nodes of each are heard; 10 s only bounds a busy machine.
+      `cluster: dry\nnats: {servers: ["${nats.url}"]}\nbundle: .\ntarget: {exePath: /x}\npairs: [p1, p3]\nagents: {insecure: true}\ndiscovery: 10s\n`,
     );
     const r = await hotpatch(["rollout", "--plan", file, "--dry-run", "--json"]);
     assert.equal(r.code, 0, r.stderr);

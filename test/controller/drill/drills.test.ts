@@ -25,6 +25,9 @@ describe("drills on a managed pair", () => {
     pair: p.pair,
     agentSecurity: { kind: "insecure" },
     timeoutMs: 30_000,
+    // Discovery ends once the pair looks healthy: a long one costs nothing, and a busy machine that
+    // holds up an agent's heartbeat for a moment does not make the drill refuse a healthy pair.
+    discoveryMs: 10_000,
   });
   const [a, b] = ["p1-a", "p1-b"];
 
@@ -75,7 +78,8 @@ describe("drills on a managed pair", () => {
       n.services.some((x) => x.name === "quote" && !x.healthy),
     );
     await assert.rejects(
-      runDrill({ ...base(), kind: "switchover", discoveryMs: 1000 }),
+      // The drill listens this long for a healthy pair before refusing: both nodes are heard by then.
+      runDrill({ ...base(), kind: "switchover", discoveryMs: 3000 }),
       (e: DrillError) => e.code === "EPAIR_UNHEALTHY" && /p1-b: service quote unhealthy/.test(e.message),
     );
     assert.match(await p.health(a), /^OK active/);

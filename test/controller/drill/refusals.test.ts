@@ -32,7 +32,9 @@ describe("drill refusals", () => {
       pair: "sim",
       node,
       role: Role.ROLE_STANDBY,
-      intervalMs: 50,
+      // Sent every 50 ms, announced as 1 s: the pair stays alive (2 intervals) for the drill even when
+      // this process's timer is held up on a busy machine, so each case fails for its own reason.
+      intervalMs: 1000,
       runId: `run-${node}`,
       timestampMs: Date.now(),
       services: [svc("quote", 999_999)],
@@ -48,8 +50,9 @@ describe("drill refusals", () => {
       pair: "sim",
       kind: "failover",
       agentSecurity: { kind: "insecure" },
-      timeoutMs: 5000,
-      discoveryMs: 400,
+      timeoutMs: 10_000,
+      // Discovery ends as soon as the pair looks healthy; the unhealthy cases listen this long.
+      discoveryMs: 2000,
       ...o,
     });
   const code = (c: string, re?: RegExp) => (e: DrillError) => e.code === c && (!re || re.test(e.message));

@@ -87,6 +87,8 @@ export function useE2eCluster(): E2eCluster {
         );
       }
     },
+    // The heartbeat gap gate allows 30 intervals (3 s): an agent or the controller held up for a
+    // second by a busy machine must not fail a soak, while a frozen agent still fails it in seconds.
     async writePlan(bundle: string, extra = "") {
       const file = path.join(e.tmp.dir, `${e.cluster}.yaml`);
       const addresses = e.nodes.map((x) => `${x.node}: "127.0.0.1:${x.grpcPort}"`).join(", ");
@@ -100,7 +102,7 @@ canary: {pairs: [p1], soak: 1s}
 waves: {size: 1, maxParallel: 1, soak: 500ms}
 progressDeadline: 60s
 discovery: 1s
-gates: {heartbeatGap: {intervals: 10}}
+gates: {heartbeatGap: {intervals: 30}}
 agents: {insecure: true, callTimeout: 20s, nodes: {${addresses}}}
 ${extra}`,
       );

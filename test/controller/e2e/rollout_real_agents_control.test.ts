@@ -7,12 +7,13 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { Role } from "../../../proto/index.js";
-import { agentClient, call } from "../../helpers/agent_harness.js";
+import { agentClient, call, waitFor } from "../../helpers/agent_harness.js";
 import { hotpatch, jsonLines } from "../../helpers/cli.js";
 import { until } from "../../helpers/heartbeats.js";
 import { startCli, useE2eCluster } from "./e2e_cluster.js";
 
-describe("rollout control against real agents", { timeout: 300_000 }, () => {
+// The whole suite took 190 s on a 2-core machine with two CPU hogs; the bound only catches a hang.
+describe("rollout control against real agents", { timeout: 900_000 }, () => {
   const e = useE2eCluster();
   const { startCluster, writePlan, node, applyTimes } = e;
 
@@ -28,19 +29,18 @@ describe("rollout control against real agents", { timeout: 300_000 }, () => {
     assert.ok(t(b, "apply") < t(a, "switchover"), "standby patched before the swap");
     assert.ok(t(a, "switchover") <= t(b, "switchover"), "old active demoted before the standby is promoted");
     assert.ok(t(b, "switchover") < t(a, "apply"), "old active patched after the swap");
-    const s = await hotpatch([
-      "cluster",
-      "status",
-      "--cluster",
-      e.cluster,
-      "--nats",
-      e.nats.url,
-      "--json",
-      "--wait",
-      "500",
-    ]);
-    const roles = Object.fromEntries(
-      (jsonLines(s.stdout)[0] as { nodes: { node: string; role: string }[] }).nodes.map((x) => [x.node, x.role]),
+    // `cluster status` prints what it heard while it listened: asked again until it heard both nodes
+    // (a busy machine may hold up a beat for longer than it listens), then their roles must be swapped.
+    const roles = await waitFor(
+      "cluster status to hear p1-a and p1-b",
+      async () => {
+        const s = await hotpatch(["cluster", "status", "--cluster", e.cluster, "--nats", e.nats.url, "--json"]);
+        assert.equal(s.code, 0, s.stderr);
+        const nodes = (jsonLines(s.stdout)[0] as { nodes: { node: string; role: string }[] }).nodes;
+        const r = Object.fromEntries(nodes.map((x) => [x.node, x.role]));
+        return r["p1-a"] && r["p1-b"] ? r : undefined;
+      },
+      30_000,
     );
     assert.deepEqual([roles["p1-a"], roles["p1-b"]], ["standby", "active"]);
   });
@@ -92,10 +92,14 @@ describe("rollout control against real agents", { timeout: 300_000 }, () => {
     await startCluster();
     const plan = await writePlan(e.goodBundle);
     const file = plan.replace(".yaml", "-deadline.yaml");
+    // The canary soak (4 s) is the window in which the test freezes the active's agent, before the
+    // controller asks it for its role; the deadline (8 s) leaves a busy machine time for every step
+    // before that (a step that takes longer than the deadline would abort the rollout too early).
     await writeFile(
       file,
       (await readFile(plan, "utf8"))
-        .replace("progressDeadline: 60s", "progressDeadline: 3s")
+        .replace("soak: 1s", "soak: 4s")
+        .replace("progressDeadline: 60s", "progressDeadline: 8s")
         .replace("callTimeout: 20s", "callTimeout: 60s"),
     );
     const cli = startCli(["rollout", "--plan", file, "--json"]);

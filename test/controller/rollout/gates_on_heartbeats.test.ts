@@ -11,7 +11,7 @@ import {
   gateCount,
   parsePlan,
 } from "../../../controller/rollout/index.js";
-import { beatEvery, publishBeat, sleep, until } from "../../helpers/heartbeats.js";
+import { beatEvery, publishBeat, until } from "../../helpers/heartbeats.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
 
 function gatesFrom(yaml: string): Gates {
@@ -23,6 +23,12 @@ function gatesFrom(yaml: string): Gates {
 }
 
 const PATCHED = [{ pid: 100, patchId: "fix-1", state: "active" as const }];
+/**
+ * The interval the test heartbeats announce. Tests about content send beats every 50 ms but
+ * announce 1 s, so their gap gate (3 intervals) holds even when a busy machine delays this
+ * process's timers or the reading of a beat by a second or two.
+ */
+const ANNOUNCED_MS = 1000;
 
 describe("gates on heartbeats", () => {
   let nats: NatsServer;
@@ -52,7 +58,7 @@ describe("gates on heartbeats", () => {
     });
 
   it("all gates hold while heartbeats flow and the patch is active", async () => {
-    const beats = beatEvery(nc, 50, () => ({ pair: "p1", node: "n-ok", patches: PATCHED }));
+    const beats = beatEvery(nc, 50, () => ({ pair: "p1", node: "n-ok", patches: PATCHED }), ANNOUNCED_MS);
     try {
       await until(() => (view.node("p1", "n-ok")?.received ?? 0) >= 2);
       const since = Date.now();
@@ -73,14 +79,21 @@ describe("gates on heartbeats", () => {
   });
 
   it("a heartbeat that stops mid-soak fails heartbeatGap, and the other gates fail as stale", async () => {
-    const beats = beatEvery(nc, 50, () => ({ pair: "p1", node: "n-stop", patches: PATCHED }));
+    // Announced 500 ms: the gates hold while beats flow even if this process is held up for a second,
+    // and silence fails the gap gate once the last beat is more than 3 × 500 ms old.
+    const beats = beatEvery(nc, 50, () => ({ pair: "p1", node: "n-stop", patches: PATCHED }), 500);
     await until(() => (view.node("p1", "n-stop")?.received ?? 0) >= 2);
     const since = Date.now();
     const baseline = baselineOf(view.node("p1", "n-stop"));
     await until(() => (view.node("p1", "n-stop")?.receivedAtMs ?? 0) > since);
     assert.equal(firstEnforcedFailure(evalNode("n-stop", since, baseline)), undefined);
     beats.stop();
-    await sleep(300); // 6 intervals of silence
+    // Silence only grows: wait for the gap gate to fail, then check it was the silence that failed it.
+    await until(
+      () => evalNode("n-stop", since, baseline).find((r) => r.gate === "heartbeatGap")?.ok === false,
+      10_000,
+      "the gap gate to fail",
+    );
     const results = evalNode("n-stop", since, baseline);
     const gap = results.find((r) => r.gate === "heartbeatGap");
     assert.equal(gap?.ok, false);
@@ -94,9 +107,9 @@ describe("gates on heartbeats", () => {
 
   it("a jump in the sequence (beats lost in transit) fails heartbeatGap", async () => {
     const since = Date.now() - 1;
-    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 1, patches: PATCHED });
-    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 2, patches: PATCHED });
-    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 7, patches: PATCHED });
+    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 1, intervalMs: ANNOUNCED_MS, patches: PATCHED });
+    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 2, intervalMs: ANNOUNCED_MS, patches: PATCHED });
+    await publishBeat(nc, { pair: "p1", node: "n-seq", sequence: 7, intervalMs: ANNOUNCED_MS, patches: PATCHED });
     await until(() => view.node("p1", "n-seq")?.sequence === 7);
     const gap = evalNode("n-seq", since).find((r) => r.gate === "heartbeatGap");
     assert.equal(gap?.ok, false);
@@ -105,12 +118,17 @@ describe("gates on heartbeats", () => {
 
   it("a restart of the service (new start time) fails noRestart, naming the service", async () => {
     let startTime = 5000;
-    const beats = beatEvery(nc, 50, () => ({
-      pair: "p1",
-      node: "n-restart",
-      patches: PATCHED,
-      services: [{ name: "smsc", healthy: true, pid: 100, startTime }],
-    }));
+    const beats = beatEvery(
+      nc,
+      50,
+      () => ({
+        pair: "p1",
+        node: "n-restart",
+        patches: PATCHED,
+        services: [{ name: "smsc", healthy: true, pid: 100, startTime }],
+      }),
+      ANNOUNCED_MS,
+    );
     try {
       await until(() => (view.node("p1", "n-restart")?.received ?? 0) >= 2);
       const since = Date.now();
@@ -131,6 +149,7 @@ describe("gates on heartbeats", () => {
       pair: "p1",
       node: "n-probe",
       sequence: 1,
+      intervalMs: ANNOUNCED_MS,
       patches: PATCHED,
       services: [{ name: "smsc", healthy: false, pid: 100, startTime: 5000, failedProbe: "tcp" }],
     });
@@ -146,6 +165,7 @@ describe("gates on heartbeats", () => {
       pair: "p1",
       node: "n-stuck",
       sequence: 1,
+      intervalMs: ANNOUNCED_MS,
       patches: PATCHED,
       services: [{ name: "smsc", healthy: true, pid: 100, startTime: 5000, checkedAtMs: Date.now() - 5000 }],
     });
@@ -161,6 +181,7 @@ describe("gates on heartbeats", () => {
       pair: "p1",
       node: "n-loaded",
       sequence: 1,
+      intervalMs: ANNOUNCED_MS,
       patches: [{ pid: 100, patchId: "fix-1", state: "loaded" }],
     });
     await until(() => view.node("p1", "n-loaded") !== undefined);
@@ -175,6 +196,7 @@ describe("gates on heartbeats", () => {
       pair: "p1",
       node: "n-metric",
       sequence: 1,
+      intervalMs: ANNOUNCED_MS,
       patches: PATCHED,
       metrics: { error_rate: 0.2 },
     });
@@ -201,7 +223,7 @@ describe("gates on heartbeats", () => {
 
   it("a metric the heartbeat does not carry fails its gate (missing is never a pass)", async () => {
     const since = Date.now() - 1;
-    await publishBeat(nc, { pair: "p1", node: "n-nometric", sequence: 1, patches: PATCHED });
+    await publishBeat(nc, { pair: "p1", node: "n-nometric", sequence: 1, intervalMs: ANNOUNCED_MS, patches: PATCHED });
     await until(() => view.node("p1", "n-nometric") !== undefined);
     const results = evaluateGates(gatesFrom("{metrics: [{name: qps, op: '>', value: 10}]}"), {
       node: "n-nometric",
@@ -266,7 +288,7 @@ describe("gates on heartbeats", () => {
   });
 
   it("content gates wait for a heartbeat newer than the soak's start", async () => {
-    await publishBeat(nc, { pair: "p1", node: "n-old", sequence: 1, patches: [] });
+    await publishBeat(nc, { pair: "p1", node: "n-old", sequence: 1, intervalMs: ANNOUNCED_MS, patches: [] });
     await until(() => view.node("p1", "n-old") !== undefined);
     const since = Date.now();
     const results = evalNode("n-old", since);

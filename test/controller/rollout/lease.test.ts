@@ -9,7 +9,6 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Lease, RolloutError, RolloutStore } from "../../../controller/rollout/index.js";
 import { waitFor } from "../../helpers/agent_harness.js";
 import { hotpatch } from "../../helpers/cli.js";
-import { sleep } from "../../helpers/heartbeats.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
 
 describe("rollout lease", () => {
@@ -48,10 +47,21 @@ describe("rollout lease", () => {
   it("the holder renews the lease, so it outlives its ttl", async () => {
     const store = await RolloutStore.open(nc, "renew");
     const lease = await Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-renew" });
+    const firstExpiry = lease.value.expiresAtMs;
     try {
-      await sleep(900);
+      // Renewals (every ttl/3) push the stored expiry on; wait until it is two ttls past the first.
+      // (Watching the stored value, not the clock: on a busy machine a KV round trip can take longer
+      // than this ttl, and the lease may then lapse between renewals, which is not what is shown here.)
+      await waitFor("the lease to be renewed past two ttls", async () =>
+        ((await Lease.read(store.kv, () => 0))?.expiresAtMs ?? 0) > firstExpiry + 600 ? true : undefined,
+      );
       assert.ok(lease.held);
-      await assert.rejects(Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-other" }), /ELEASE_HELD|held by/);
+      assert.equal((await Lease.read(store.kv, () => 0))?.rolloutId, "r-renew");
+      // A controller asking when the lease would have expired without renewals is refused.
+      await assert.rejects(
+        Lease.acquire(store.kv, { ttlMs: 300, rolloutId: "r-other", now: () => firstExpiry + 1 }),
+        /ELEASE_HELD|held by/,
+      );
     } finally {
       await lease.release();
     }
@@ -70,7 +80,15 @@ describe("rollout lease", () => {
     await waitFor("a renewal with the frozen clock", async () =>
       ((await Lease.read(store.kv))?.expiresAtMs ?? 0) < Date.now() - 5000 ? true : undefined,
     );
-    const successor = await Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-next" });
+    // The stuck holder still writes its (past) expiry every ttl/3: a renewal landing between the
+    // successor's read and its compare-and-swap makes that attempt fail, so it tries again (the
+    // lease stays expired, so a refusal that lasts is a real failure).
+    const successor = await waitFor("the successor to take the expired lease", () =>
+      Lease.acquire(store.kv, { ttlMs: 5000, rolloutId: "r-next" }).catch((err: unknown) => {
+        if (err instanceof RolloutError && err.code === "ELEASE_HELD") return undefined;
+        throw err;
+      }),
+    );
     try {
       // Its next renewal finds the successor's revision.
       await waitFor("the old holder to learn it lost the lease", () => (lost ? true : undefined));
