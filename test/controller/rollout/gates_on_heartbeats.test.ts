@@ -11,7 +11,7 @@ import {
   gateCount,
   parsePlan,
 } from "../../../controller/rollout/index.js";
-import { beatEvery, publishBeat, until } from "../../helpers/heartbeats.js";
+import { beatEvery, publishBeat, sleep, until } from "../../helpers/heartbeats.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
 
 function gatesFrom(yaml: string): Gates {
@@ -255,6 +255,7 @@ describe("gates on heartbeats", () => {
         pair: "p1",
         node: "n-readat",
         sequence,
+        intervalMs: 1000, // the gap gate holds even if this process is held up
         patches: PATCHED,
         metrics: { "svc.error_rate": errorRate },
         metricsReadAtMs: { svc: readAtMs },
