@@ -104,7 +104,9 @@ describe("follow rules and external roles", () => {
       bundleId: "fix-follow",
       selector: { exePath: counter, buildId: "", pid: 0, cgroup: "", libraryPath: "" },
       consistency: 0,
-      safetyTimeoutMs: 0,
+      // A process caught at its exec must get through its start-up before the check passes; on a
+      // machine this busy (CI) that can take longer than the default 2 s.
+      safetyTimeoutMs: 10_000,
       requestedBy: "ci",
       followNewProcesses: true,
     });

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <string>
 
 #include "../engine_error.h"
 #include "errno_codes.h"
@@ -38,6 +40,21 @@ void ShortSleep(long ns) {
   timespec ts{0, ns};
   nanosleep(&ts, nullptr);
 }
+
+// Whether `tid` sits in a ptrace stop. A target that is also a child of our own process reports its
+// stops to every thread of our thread group, and Node's main thread (libuv's SIGCHLD handler) waits
+// for its children: it can take a stop report before we do. A thread in a ptrace stop whose report
+// waitpid does not give us has been reported to another thread; waiting for it would never end.
+bool InTraceStop(pid_t tid) {
+  std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 't';
+}
+
+// How often a wait with no report looks for a stop reported to another thread.
+constexpr auto kStolenCheckEvery = std::chrono::milliseconds(1);
 
 }  // namespace
 
@@ -95,8 +112,11 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
   // took 4 ms with a spinning tracer, 0.4 ms with a sleeping one).
   long backoff_ns = 2'000;
   auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+  auto next_stolen_check = Clock::now() + kStolenCheckEvery;
   for (;;) {
     bool waiting = false;
+    const bool look_for_stolen = Clock::now() > next_stolen_check;
+    if (look_for_stolen) next_stolen_check = Clock::now() + kStolenCheckEvery;
     for (auto it = seized_.begin(); it != seized_.end();) {
       if (it->stopped) {
         ++it;
@@ -105,7 +125,9 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       int status = 0;
       const pid_t r = waitpid(it->tid, &status, __WALL | WNOHANG);
       if (r == 0) {
-        waiting = true;
+        // Its report went to another thread of ours: it is stopped (by our interrupt, as far as we can tell).
+        if (look_for_stolen && InTraceStop(it->tid)) it->stopped = true;
+        else waiting = true;
         ++it;
         continue;
       }
@@ -130,7 +152,7 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       ThrowIfGone(pid_, "stopping its threads");
       std::string stuck;
       for (const Seized& s : seized_) {
-        if (!s.stopped) stuck += " " + std::to_string(s.tid);
+        if (!s.stopped) stuck.append(" ").append(std::to_string(s.tid));
       }
       throw EngineError("ESTOP_TIMEOUT", "threads" + stuck + " of process " + std::to_string(pid_) +
                                              " did not stop in time (uninterruptible sleep?)");
@@ -155,6 +177,8 @@ void StoppedProcess::ReleaseAll() noexcept {
         if (r > 0) {
           s.stopped = true;
           if ((status >> 16) != PTRACE_EVENT_STOP) s.pending_signal = WSTOPSIG(status);
+        } else if (InTraceStop(s.tid)) {
+          s.stopped = true;  // reported to another thread of ours
         } else {
           ShortSleep(50'000);
         }
@@ -242,9 +266,26 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
     bool others_released = false;
     long backoff_ns = 2'000;  // the target's thread needs a CPU to run the call: sleep, don't spin
     auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+    auto next_stolen_check = Clock::now() + kStolenCheckEvery;
     for (;;) {
       int status = 0;
-      const pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
+      pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
+      if (r == 0 && Clock::now() > next_stolen_check) {
+        next_stolen_check = Clock::now() + kStolenCheckEvery;
+        if (InTraceStop(t.tid)) {
+          // Its report went to another thread of ours: rebuild it from the thread itself.
+          user_regs_struct now;
+          siginfo_t si{};
+          if (ptrace(PTRACE_GETREGS, t.tid, nullptr, &now) == 0 && now.rip == trap + 1) {
+            status = (SIGTRAP << 8) | 0x7f;
+          } else if (ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, &si) == 0) {
+            status = (si.si_signo << 8) | 0x7f;
+          } else {
+            status = (SIGTRAP << 8) | 0x7f | (PTRACE_EVENT_STOP << 16);
+          }
+          r = t.tid;
+        }
+      }
       if (r == 0) {
         // A killed leader reports its exit only after its other threads are reaped, which happens
         // when we let go: look at the thread itself instead of waiting for that report.
