@@ -26,8 +26,10 @@ export function toGrpcError(err: unknown, signal?: AbortSignal): ServerErrorResp
   let code: AgentErrorCode = "EINTERNAL";
   let message = err instanceof Error ? err.message : String(err);
   if (err instanceof AgentError) code = err.code;
-  else if (signal?.aborted || (err as Error)?.name === "TimeoutError" || (err as Error)?.name === "AbortError") {
-    const deadline = ((signal?.reason ?? err) as Error)?.name === "TimeoutError";
+  else if (signal?.aborted) {
+    // Only the call's own signal makes it a deadline or a cancel; a timeout inside the work (a NATS
+    // request) is that work's failure, reported as it is.
+    const deadline = (signal.reason as Error)?.name === "TimeoutError";
     code = deadline ? "EDEADLINE" : "ECANCELLED";
     message = deadline ? "the call's deadline passed before the agent finished" : "the call was cancelled";
   }

@@ -394,14 +394,28 @@ export class ManagedRole implements RoleController {
       return this.state.role;
     }
     if (this.view.kind !== "holding") {
-      const v = await this.readLease();
+      const v = await this.readLease().catch((err) => {
+        throw new AgentError(
+          "ENATS",
+          `cannot read the lease ${this.s.key}: ${(err as Error).message}`,
+          {},
+          { cause: err },
+        );
+      });
       if (v && v.holder !== "" && v.holder !== this.s.node) {
         throw new AgentError(
           "EPRECONDITION",
           `node ${v.holder} holds the pair's lease; switch it to standby first (it releases the lease and this node takes over)`,
         );
       }
-      await this.challenge(kv, true);
+      await this.challenge(kv, true).catch((err) => {
+        throw new AgentError(
+          "ENATS",
+          `cannot take the lease ${this.s.key}: ${(err as Error).message}`,
+          {},
+          { cause: err },
+        );
+      });
     }
     const held = this.view;
     if (held.kind !== "holding")
