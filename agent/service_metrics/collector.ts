@@ -88,7 +88,8 @@ export class ServiceMetrics {
     const m = svc.metrics;
     if (m.process) {
       const proc = new ProcMetrics();
-      const timeoutMs = Math.min(m.intervalMs, 5000);
+      // A /proc read takes about a millisecond; a busy host can hold the agent up longer than a short interval.
+      const timeoutMs = Math.min(Math.max(m.intervalMs, 1000), 5000);
       this.sources.push({ id: "proc", what: "/proc", timeoutMs, read: () => proc.read(main()) });
     }
     for (const s of m.scrapes) {

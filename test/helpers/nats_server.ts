@@ -26,9 +26,22 @@ export interface NatsServer {
   close(): Promise<void>;
 }
 
-/** Starts a nats-server on `port` (default: a free one). */
+/**
+ * Starts a nats-server on `port`, or on a free one: a port found free can be taken by another
+ * process before the server binds it, and then another is tried.
+ */
 export async function startNatsServer(port?: number): Promise<NatsServer> {
-  port ??= await freePort();
+  if (port !== undefined) return startOn(port);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOn(await freePort());
+    } catch (err) {
+      if (attempt >= 5 || !/address already in use/i.test(String((err as Error).message))) throw err;
+    }
+  }
+}
+
+async function startOn(port: number): Promise<NatsServer> {
   const storeDir = await mkdtemp(path.join(tmpdir(), "hotpatch-nats-"));
   let child: ChildProcess | null = null;
   const start = async () => {
@@ -60,7 +73,10 @@ export async function startNatsServer(port?: number): Promise<NatsServer> {
     c.kill("SIGKILL");
     await exited;
   };
-  await start();
+  await start().catch(async (err) => {
+    await rm(storeDir, { recursive: true, force: true });
+    throw err;
+  });
   return {
     port,
     url: `nats://127.0.0.1:${port}`,
