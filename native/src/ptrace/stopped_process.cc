@@ -45,16 +45,19 @@ void ShortSleep(long ns) {
 // stops to every thread of our thread group, and Node's main thread (libuv's SIGCHLD handler) waits
 // for its children: it can take a stop report before we do. A thread in a ptrace stop whose report
 // waitpid does not give us has been reported to another thread; waiting for it would never end.
-bool InTraceStop(pid_t tid) {
-  std::ifstream in("/proc/" + std::to_string(tid) + "/stat");
+bool InTraceStop(pid_t pid, pid_t tid) {
+  // The task/ path: its stat is the thread's own, not summed over the group under the group's locks.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
   std::string line;
   std::getline(in, line);
   const auto paren = line.rfind(')');
   return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 't';
 }
 
-// How often a wait with no report looks for a stop reported to another thread.
-constexpr auto kStolenCheckEvery = std::chrono::milliseconds(1);
+// How often a wait with no report looks for a stop reported to another thread: rarely, since it is
+// rare and reading /proc while many threads stop slows their stop (16 threads: 0.56 ms → 3.7 ms at
+// every 1 ms).
+constexpr auto kStolenCheckEvery = std::chrono::milliseconds(20);
 
 }  // namespace
 
@@ -126,7 +129,7 @@ void StoppedProcess::WaitForStops(Clock::time_point deadline) {
       const pid_t r = waitpid(it->tid, &status, __WALL | WNOHANG);
       if (r == 0) {
         // Its report went to another thread of ours: it is stopped (by our interrupt, as far as we can tell).
-        if (look_for_stolen && InTraceStop(it->tid)) it->stopped = true;
+        if (look_for_stolen && InTraceStop(pid_, it->tid)) it->stopped = true;
         else waiting = true;
         ++it;
         continue;
@@ -177,7 +180,7 @@ void StoppedProcess::ReleaseAll() noexcept {
         if (r > 0) {
           s.stopped = true;
           if ((status >> 16) != PTRACE_EVENT_STOP) s.pending_signal = WSTOPSIG(status);
-        } else if (InTraceStop(s.tid)) {
+        } else if (InTraceStop(pid_, s.tid)) {
           s.stopped = true;  // reported to another thread of ours
         } else {
           ShortSleep(50'000);
@@ -272,7 +275,7 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
       pid_t r = waitpid(t.tid, &status, __WALL | WNOHANG);
       if (r == 0 && Clock::now() > next_stolen_check) {
         next_stolen_check = Clock::now() + kStolenCheckEvery;
-        if (InTraceStop(t.tid)) {
+        if (InTraceStop(pid_, t.tid)) {
           // Its report went to another thread of ours: rebuild it from the thread itself.
           user_regs_struct now;
           siginfo_t si{};
