@@ -54,6 +54,16 @@ export async function listPids(): Promise<number[]> {
   return names.filter((n) => /^\d+$/.test(n)).map(Number);
 }
 
+/** Pids of the processes whose command line (argv) satisfies `match`; one gone meanwhile is skipped. */
+export async function findByCommandLine(match: (argv: string[]) => boolean): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of await listPids()) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline !== "" && match(cmdline.split("\0"))) out.push(pid);
+  }
+  return out;
+}
+
 /** Build-ids by file identity (device, inode, mtime), so each executable is read once. */
 export class BuildIdCache {
   private readonly byFile = new Map<string, string | null>();

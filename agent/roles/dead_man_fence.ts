@@ -7,9 +7,9 @@
  * itself, it disarms the switch first, so the hook never runs twice.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CommandConfig } from "../config/types.js";
+import { findByCommandLine } from "../procfs/processes.js";
 
 /*
  * Signals are ignored while it waits (a terminal's ^C or a supervisor's SIGTERM to the agent's group
@@ -60,20 +60,12 @@ export class DeadManFence {
     }
   }
 
-  /** Pids of this node's switches now running. */
-  private async running(): Promise<number[]> {
-    const out: number[] = [];
-    for (const entry of await readdir("/proc").catch(() => [] as string[])) {
-      if (!/^\d+$/.test(entry) || Number(entry) === this.child?.pid) continue;
-      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
-      if (argv[0] === "/bin/sh" && argv[3] === this.name) out.push(Number(entry));
-    }
-    return out;
-  }
-
-  /** True while a switch is armed. */
-  get armed(): boolean {
-    return this.child !== null;
+  /** Pids of this node's switches now running (other than the one this run armed). */
+  private running(): Promise<number[]> {
+    const own = this.child?.pid;
+    return findByCommandLine((argv) => argv[0] === "/bin/sh" && argv[3] === this.name).then((pids) =>
+      pids.filter((pid) => pid !== own),
+    );
   }
 
   /** Arms the switch (once; arming an armed switch does nothing). A switch that cannot start is logged. */

@@ -20,6 +20,7 @@ import {
   writeConfig,
 } from "../helpers/agent_harness.js";
 import { fenceSwitches, switchesEnded } from "../helpers/fence_switches.js";
+import { processState } from "../helpers/fixtures.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 describe("the dead man's switch of a managed active node", () => {
@@ -32,11 +33,10 @@ describe("the dead man's switch of a managed active node", () => {
   const lines = async () => (await readFile(journal, "utf8").catch(() => "")).split("\n").filter((l) => l !== "");
   /** Pids of live switch processes of this test (their command line holds the journal's path). */
   const switches = () => fenceSwitches(journal);
-  const gone = (pid: number) =>
-    readFile(`/proc/${pid}/stat`, "utf8").then(
-      (s) => / [ZX] /.test(s.slice(s.lastIndexOf(")"))),
-      () => true,
-    );
+  const gone = async (pid: number) => {
+    const state = await processState(pid);
+    return state === null || state === "Z" || state === "X";
+  };
 
   /** Starts the agent and waits until it is active with its switch armed; returns the switch's pid. */
   const startActive = async (): Promise<number> => {

@@ -4,17 +4,13 @@
  * that SIGKILLs an active agent waits for its switch (and so its demote hook) to end before it
  * removes the files the hook writes.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { findByCommandLine } from "../../agent/procfs/processes.js";
 
 /** Pids of live switches whose command line contains `marker` (e.g. the test's temp folder). */
-export async function fenceSwitches(marker: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmd = await readFile(`/proc/${name}/cmdline`, "utf8").catch(() => "");
-    if (cmd.includes("hotpatch-fence") && cmd.includes(marker)) out.push(Number(name));
-  }
-  return out;
+export function fenceSwitches(marker: string): Promise<number[]> {
+  return findByCommandLine(
+    (argv) => argv.some((a) => a.startsWith("hotpatch-fence")) && argv.join(" ").includes(marker),
+  );
 }
 
 /** Waits until no switch mentioning `marker` is left; throws after `timeoutMs`. */

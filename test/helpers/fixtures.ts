@@ -5,6 +5,7 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -50,6 +51,12 @@ export async function compileFixture(
 export async function runTool(cmd: string, args: string[]): Promise<string> {
   const { stdout } = await execFileAsync(cmd, args, { maxBuffer: 64 * 1024 * 1024 });
   return stdout;
+}
+
+/** The state letter of process `pid` in /proc/PID/stat (R, S, t, Z, ...), or null when it is gone. */
+export async function processState(pid: number): Promise<string | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  return stat === null ? null : (stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? null);
 }
 
 /** A running fixture process that prints `ready <pid>` when it is up. */

@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ClusterView } from "../../../controller/cluster/index.js";
-import { evaluateGates, firstEnforcedFailure, type Gates, parsePlan } from "../../../controller/rollout/index.js";
+import {
+  evaluateGates,
+  firstEnforcedFailure,
+  type GateResult,
+  type Gates,
+  gateCount,
+  parsePlan,
+} from "../../../controller/rollout/index.js";
 import { agentDoc, type CliAgent, startCliAgent, tempDir, writeConfig } from "../../helpers/agent_harness.js";
 import { compileFixture, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
 import { until } from "../../helpers/heartbeats.js";
@@ -45,27 +52,32 @@ gates:
     "/",
   ).gates;
 
-  /** The gates on node-a, once a heartbeat with metrics read after `since` satisfies `ready`. */
+  /**
+   * The gates on node-a, once a heartbeat satisfies `ready` and every gate was judged: a metric gate
+   * is judged only on values read after `since`, the soak's start.
+   */
   const gatesAfter = async (since: number, ready: (m: Record<string, number>) => boolean) => {
+    const judge = () =>
+      evaluateGates(gates, {
+        node: "node-a",
+        view: view.node("p1", "node-a"),
+        nowMs: Date.now(),
+        sinceMs: since,
+        baseline: [],
+        bundleId: "b",
+      });
+    let results: GateResult[] = [];
     await until(
       () => {
         const n = view.node("p1", "node-a");
-        const readAt = n?.metricsReadAtMs.svc;
-        // Gates judge only values read since the soak began (the agent's read time, carried onto our clock).
-        const readSince = readAt !== undefined && n !== undefined && n.receivedAtMs - (n.sentAtMs - readAt) > since;
-        return n !== undefined && readSince && ready(n.metrics);
+        if (n === undefined || !ready(n.metrics)) return false;
+        results = judge();
+        return results.length === gateCount(gates);
       },
       20_000,
-      "a heartbeat with the expected metrics",
+      "a heartbeat with the expected metrics, read since the soak began",
     );
-    return evaluateGates(gates, {
-      node: "node-a",
-      view: view.node("p1", "node-a"),
-      nowMs: Date.now(),
-      sinceMs: since,
-      baseline: [],
-      bundleId: "b",
-    });
+    return results;
   };
 
   before(async () => {
