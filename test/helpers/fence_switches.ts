@@ -5,6 +5,7 @@
  * removes the files the hook writes.
  */
 import { findByCommandLine } from "../../agent/procfs/processes.js";
+import { waitFor } from "./agent_harness.js";
 
 /** Pids of live switches whose command line contains `marker` (e.g. the test's temp folder). */
 export function fenceSwitches(marker: string): Promise<number[]> {
@@ -15,9 +16,9 @@ export function fenceSwitches(marker: string): Promise<number[]> {
 
 /** Waits until no switch mentioning `marker` is left; throws after `timeoutMs`. */
 export async function switchesEnded(marker: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await fenceSwitches(marker)).length > 0) {
-    if (Date.now() > deadline) throw new Error(`dead man's switches of ${marker} still running after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitFor(
+    `the dead man's switches of ${marker} to end`,
+    async () => ((await fenceSwitches(marker)).length === 0 ? true : undefined),
+    timeoutMs,
+  );
 }
