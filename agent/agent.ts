@@ -17,7 +17,7 @@ import { HeartbeatPublisher } from "./heartbeat/publisher.js";
 import { eventSubject, heartbeatSubject } from "./heartbeat/subjects.js";
 import { createLogger, type Logger } from "./log.js";
 import { AgentMetrics, serveMetrics } from "./metrics/metrics.js";
-import { connectNats } from "./nats/connection.js";
+import { agentNatsOptions, connectNats } from "./nats/connection.js";
 import { type ServiceHealthNow, ServiceWatch } from "./probes/service_health.js";
 import { BuildIdCache, readStartTime } from "./procfs/processes.js";
 import { makeRole } from "./roles/make_role.js";
@@ -77,7 +77,15 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     const natsAbort = new AbortController();
     cleanups.push(() => natsAbort.abort());
     const natsName = `hotpatch-agent ${config.cluster}/${config.pair}/${config.node}`;
-    const natsReady = connectNats(config.natsServers, natsName, natsAbort.signal);
+    let lastNatsError = "";
+    const onNatsError = (err: unknown) => {
+      // Logged on change: a refused login retried every 500 ms must not flood the log.
+      const m = String((err as Error)?.message ?? err);
+      if (m !== lastNatsError) log.warn({ err }, "NATS refused or failed a request");
+      lastNatsError = m;
+    };
+    const natsOptions = await agentNatsOptions(config.nats);
+    const natsReady = connectNats(natsOptions, natsName, onNatsError, natsAbort.signal);
     natsReady.catch(() => undefined);
     const roleLog = (msg: string, err?: unknown) => log.warn({ err }, msg);
     const role = makeRole(config, config.role.source === "managed" ? await natsReady : null, roleLog);

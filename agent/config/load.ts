@@ -2,10 +2,12 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
+import { parseNatsClientConfig } from "../../common/nats_client.js";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import type {
   AgentConfig,
   CommandConfig,
+  GrpcRoles,
   GrpcSecurity,
   HooksConfig,
   ProbeConfig,
@@ -27,7 +29,7 @@ const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as
 /** Collects issues while reading fields; each getter returns a usable fallback after recording a problem. */
 class Reader {
   readonly issues: ConfigIssue[] = [];
-  constructor(private readonly baseDir: string) {}
+  constructor(readonly baseDir: string) {}
 
   bad(field: string, message: string): void {
     this.issues.push({ field, message });
@@ -370,6 +372,38 @@ function readSecurity(r: Reader, g: Obj): GrpcSecurity {
   };
 }
 
+/** `grpc.roles`: certificate CNs per role; a CN may hold one role only. */
+function readRoles(r: Reader, v: unknown): GrpcRoles {
+  const roles: GrpcRoles = { operator: [], controller: [], viewer: [] };
+  const o = r.obj(v, "grpc.roles", false);
+  if (!o) return roles;
+  r.known(o, "grpc.roles", Object.keys(roles));
+  const seen = new Map<string, string>();
+  for (const role of Object.keys(roles) as (keyof GrpcRoles)[]) {
+    const field = join("grpc.roles", role);
+    roles[role] = r.list(o[role], field, []).map((cn, i) => {
+      if (typeof cn !== "string" || !/^[A-Za-z0-9._@-]{1,64}$/.test(cn)) {
+        r.bad(
+          join(field, i),
+          `expected a client certificate's common name (letters, digits, '.', '_', '@', '-'), got ${JSON.stringify(cn)}`,
+        );
+        return "";
+      }
+      const other = seen.get(cn);
+      if (other) r.bad(join(field, i), `expected each name in one role only, "${cn}" is also a ${other}`);
+      seen.set(cn, role);
+      return cn;
+    });
+  }
+  return roles;
+}
+
+/** Whether `host` (of a host:port) is a loopback address. */
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 /** Validates an already-parsed configuration document. `source` names it in errors; relative paths resolve against `baseDir`. */
 export function parseConfig(doc: unknown, source = "config", baseDir = process.cwd()): AgentConfig {
   const r = new Reader(baseDir);
@@ -393,16 +427,8 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     "logLevel",
   ]);
   const g = r.obj(o.grpc, "grpc") ?? {};
-  r.known(g, "grpc", ["listen", "tls", "insecure", "maxBundleBytes"]);
-  const n = r.obj(o.nats, "nats") ?? {};
-  r.known(n, "nats", ["servers"]);
-  const servers = r.list(n.servers, "nats.servers").map((s, i) => {
-    const f = `nats.servers[${i}]`;
-    if (typeof s === "string" && /^(nats|tls):\/\/[^\s]+:\d+$/.test(s)) return s;
-    r.bad(f, `expected a URL like nats://127.0.0.1:4222, got ${JSON.stringify(s)}`);
-    return "";
-  });
-  if (Array.isArray(n.servers) && n.servers.length === 0) r.bad("nats.servers", "expected at least one server URL");
+  r.known(g, "grpc", ["listen", "tls", "insecure", "maxBundleBytes", "roles"]);
+  const nats = parseNatsClientConfig(o.nats, "nats", r.baseDir, (f, m) => r.bad(f, m));
   const h = r.obj(o.heartbeat, "heartbeat", false) ?? {};
   r.known(h, "heartbeat", ["intervalMs", "peerLossBeats"]);
   const intervalMs = r.int(h.intervalMs, "heartbeat.intervalMs", 10, 60_000, 250);
@@ -426,8 +452,9 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
       listen: r.hostPort(g.listen, "grpc.listen"),
       security: readSecurity(r, g),
       maxBundleBytes: r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024),
+      roles: readRoles(r, g.roles),
     },
-    natsServers: servers,
+    nats,
     heartbeat: { intervalMs, peerLossBeats: r.int(h.peerLossBeats, "heartbeat.peerLossBeats", 1, 1000, 4) },
     role: readRole(r, o.role, intervalMs),
     services: r
@@ -443,6 +470,12 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     safetyTimeoutMs: r.int(o.safetyTimeoutMs, "safetyTimeoutMs", 1, 600_000, 2000),
     logLevel: r.oneOf(o.logLevel, "logLevel", levels, "info"),
   };
+  if (g.insecure === true && !isLoopbackHost(config.grpc.listen.replace(/:\d+$/, ""))) {
+    r.bad(
+      "grpc.insecure",
+      `plaintext gRPC without client identities is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${config.grpc.listen}; configure grpc.tls`,
+    );
+  }
   const names = config.services.map((s) => s.name);
   names.forEach((nm, i) => {
     if (names.indexOf(nm) !== i) r.bad(`services[${i}].name`, `expected a unique service name, "${nm}" is used twice`);

@@ -1,4 +1,5 @@
 /** The agent's configuration, as validated from YAML. Durations are milliseconds. */
+import type { NatsClientConfig } from "../../common/nats_client.js";
 
 /** Which processes a service or operation is about; every set field must match (AND). */
 export interface SelectorConfig {
@@ -35,6 +36,8 @@ export interface GrpcConfig {
   security: GrpcSecurity;
   /** Largest bundle upload accepted, bytes. */
   maxBundleBytes: number;
+  /** Role of each client certificate CN; a caller no role names is refused (deny by default). */
+  roles: GrpcRoles;
 }
 
 /** Heartbeats and peer watch. */
@@ -150,6 +153,16 @@ export interface ServiceConfig {
   metrics: ServiceMetricsConfig;
 }
 
+/** Which gRPC callers may do what: each role lists the client certificate common names that hold it. */
+export interface GrpcRoles {
+  /** May stage, apply, revert, switch over and delete bundles, and read. */
+  operator: string[];
+  /** The same rights as operator, for rollout controllers (kept apart in the audit log and in config). */
+  controller: string[];
+  /** May only read: info, process list, status, events. */
+  viewer: string[];
+}
+
 /** The whole agent configuration. */
 export interface AgentConfig {
   /** File the configuration was read from ("" when built in code). */
@@ -161,8 +174,8 @@ export interface AgentConfig {
   /** Cluster name. */
   cluster: string;
   grpc: GrpcConfig;
-  /** NATS server URLs. */
-  natsServers: string[];
+  /** NATS servers, credentials and TLS. */
+  nats: NatsClientConfig;
   heartbeat: HeartbeatConfig;
   role: RoleSource;
   services: ServiceConfig[];
