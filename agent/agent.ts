@@ -244,6 +244,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.listen,
       config.grpc.security,
       config.grpc.maxBundleBytes,
+      config.grpc.roles,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
     grpcAddress = `${config.grpc.listen.replace(/:\d+$/, "")}:${port}`;

@@ -6,6 +6,8 @@ export type AgentErrorCode =
   | "EINVALID_ARGUMENT"
   /** The target is not on the agent's allow-list of executables and libraries. */
   | "ENOT_ALLOWED"
+  /** The caller may not call this method: no client certificate role allows it (config: grpc.roles), or a server certificate was used as a client's. */
+  | "EUNAUTHORIZED"
   /** The bundle is not staged on this host. */
   | "ENOT_STAGED"
   /** The thing asked about does not exist (no such process, no such patch in it). */

@@ -8,6 +8,7 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  type ServerErrorResponse,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -21,9 +22,10 @@ import {
   type WatchEventsRequest,
   type WatchEventsResponse,
 } from "../../proto/index.js";
-import type { GrpcSecurity } from "../config/types.js";
+import type { GrpcRoles, GrpcSecurity } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { type AgentService, type CallContext, roleToProto } from "../service/agent_service.js";
+import { callerOf, refusalFor } from "./authorize.js";
 import { toGrpcError } from "./status.js";
 
 /** What every kind of server call offers: deadline, identity, cancellation. */
@@ -56,16 +58,12 @@ export async function serverCredentials(sec: GrpcSecurity): Promise<Creds> {
   return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true);
 }
 
-/** Who calls: the CN of the verified client certificate, or "insecure" without TLS. */
-function actorOf(call: ServerSurfaceCall): string {
-  const ctx = call.getAuthContext();
-  const cn = ctx.sslPeerCertificate?.subject?.CN;
-  if (typeof cn === "string" && cn) return cn;
-  return ctx.transportSecurityType === "ssl" ? "unknown-cn" : "insecure";
-}
-
 /** A signal that fires at the call's deadline (or the default) and when the client cancels. */
-function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { deadlineAt: number; done(): void } {
+function contextOf(
+  call: ServerSurfaceCall,
+  actor: string,
+  fallbackMs: number,
+): CallContext & { deadlineAt: number; done(): void } {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
   const cancel = new AbortController();
@@ -73,7 +71,7 @@ function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & {
   const onCancel = () => cancel.abort(new AgentError("ECANCELLED", "the client cancelled the call"));
   call.once("cancelled", onCancel);
   return {
-    actor: actorOf(call),
+    actor,
     signal: deadline.signal,
     deadlineAt: at,
     done: () => {
@@ -83,9 +81,41 @@ function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & {
   };
 }
 
-function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ctx: CallContext) => Promise<Res>) {
+/**
+ * The caller's identity when it may call `method`; otherwise the refusal is audited, sent to the
+ * client as PERMISSION_DENIED (EUNAUTHORIZED) through `refuse`, and null returned.
+ */
+function admitted(
+  svc: AgentService,
+  roles: GrpcRoles,
+  method: string,
+  call: ServerSurfaceCall,
+  refuse: (err: ServerErrorResponse) => void,
+): string | null {
+  const caller = callerOf(call.getAuthContext(), roles);
+  const why = refusalFor(caller, method);
+  if (why === null) return caller.actor;
+  const err = new AgentError("EUNAUTHORIZED", why, { field: "grpc.roles" });
+  svc.refused(caller.actor, method, why).then(
+    () => refuse(toGrpcError(err)),
+    // The refusal stands even when it cannot be recorded; the client hears both.
+    (auditErr) =>
+      refuse(toGrpcError(new AgentError("EUNAUTHORIZED", `${why} (and the audit log failed: ${auditErr})`))),
+  );
+  return null;
+}
+
+function unary<Req, Res>(
+  svc: AgentService,
+  roles: GrpcRoles,
+  method: string,
+  kind: keyof typeof defaultDeadlineMs,
+  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
-    const ctx = contextOf(call, defaultDeadlineMs[kind]);
+    const actor = admitted(svc, roles, method, call, (err) => cb(err));
+    if (actor === null) return;
+    const ctx = contextOf(call, actor, defaultDeadlineMs[kind]);
     fn(call.request, ctx).then(
       (res) => {
         ctx.done();
@@ -139,22 +169,24 @@ async function* chunksOf(
   }
 }
 
-/** The AgentService implementation for grpc-js. */
-export function grpcHandlers(svc: AgentService): AgentServiceServer {
+/** The AgentService implementation for grpc-js; every method first checks the caller's role (authorize.ts). */
+export function grpcHandlers(svc: AgentService, roles: GrpcRoles): AgentServiceServer {
   return {
-    info: unary("quick", async () => svc.info()),
-    listProcesses: unary("quick", async (req, ctx) => ({
+    info: unary(svc, roles, "info", "quick", async () => svc.info()),
+    listProcesses: unary(svc, roles, "listProcesses", "quick", async (req, ctx) => ({
       processes: await svc.listProcesses(req.selector ?? {}, ctx),
     })),
-    apply: unary("patch", async (req, ctx) => ({ results: await svc.apply(req, ctx) })),
-    revert: unary("patch", async (req, ctx) => ({ results: await svc.revert(req, ctx) })),
-    status: unary("quick", async (_req, ctx) => svc.status(ctx)),
-    switchover: unary("patch", async (req, ctx) => {
+    apply: unary(svc, roles, "apply", "patch", async (req, ctx) => ({ results: await svc.apply(req, ctx) })),
+    revert: unary(svc, roles, "revert", "patch", async (req, ctx) => ({ results: await svc.revert(req, ctx) })),
+    status: unary(svc, roles, "status", "quick", async (_req, ctx) => svc.status(ctx)),
+    switchover: unary(svc, roles, "switchover", "patch", async (req, ctx) => {
       const r = await svc.switchover(req.targetRole, req.requestedBy, ctx);
       return { previousRole: roleToProto(r.previous), role: roleToProto(r.role) };
     }),
     stageBundle: (call: ServerReadableStream<StageBundleRequest, never>, cb) => {
-      const ctx = contextOf(call, defaultDeadlineMs.patch);
+      const actor = admitted(svc, roles, "stageBundle", call, (err) => cb(err));
+      if (actor === null) return;
+      const ctx = contextOf(call, actor, defaultDeadlineMs.patch);
       const work = async () => {
         const it = call[Symbol.asyncIterator]() as AsyncIterator<StageBundleRequest>;
         const first = await it.next();
@@ -183,6 +215,7 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
       );
     },
     watchEvents: (call: ServerWritableStream<WatchEventsRequest, WatchEventsResponse>) => {
+      if (admitted(svc, roles, "watchEvents", call, (err) => call.emit("error", err)) === null) return;
       const ac = new AbortController();
       call.once("cancelled", () => ac.abort());
       call.once("close", () => ac.abort());
@@ -209,9 +242,10 @@ export async function startGrpcServer(
   listen: string,
   sec: GrpcSecurity,
   maxBundleBytes: number,
+  roles: GrpcRoles,
 ): Promise<{ server: Server; port: number }> {
   const server = new Server({ "grpc.max_receive_message_length": Math.min(maxBundleBytes + 1024 * 1024, 2 ** 31 - 1) });
-  server.addService(AgentServiceService, grpcHandlers(svc));
+  server.addService(AgentServiceService, grpcHandlers(svc, roles));
   const creds = await serverCredentials(sec);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, creds, (err, p) =>

@@ -252,6 +252,11 @@ export class AgentService {
     return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
   }
 
+  /** Records a call refused before it reached the service (its caller holds no role that may make it). */
+  async refused(actor: string, method: string, message: string): Promise<void> {
+    await this.d.audit.append({ actor, action: method, request: {}, result: "EUNAUTHORIZED", message });
+  }
+
   private async audited<T>(
     rec: Omit<AuditRecord, "result" | "actor">,
     ctx: CallContext,

@@ -64,7 +64,11 @@ describe("agent gRPC service (mTLS)", () => {
     agent = await startTestAgent(
       tmp.dir,
       agentDoc(tmp.dir, "node-a", nats.url, {
-        grpc: { listen: "127.0.0.1:0", tls: { ca: certs.ca.cert, cert: server.cert, key: server.key } },
+        grpc: {
+          listen: "127.0.0.1:0",
+          tls: { ca: certs.ca.cert, cert: server.cert, key: server.key },
+          roles: { operator: ["operator"] },
+        },
         allow: [counter],
       }),
     );
