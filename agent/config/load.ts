@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
+import { BUCKET_PATTERN, DEFAULT_ROLE_BUCKET, NAME_PATTERN } from "../../proto/index.js";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import type {
   AgentConfig,
@@ -18,7 +19,6 @@ import type {
 
 type Obj = Record<string, unknown>;
 
-const nameRe = /^[A-Za-z0-9_-]{1,64}$/;
 const hostPortRe = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 /** A Prometheus metric name (it cannot hold a '.', so `<service>.proc.*` never collides with a scraped name). */
 const metricNameRe = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -54,7 +54,7 @@ class Reader {
   }
 
   name(v: unknown, field: string): string {
-    if (typeof v === "string" && nameRe.test(v)) return v;
+    if (typeof v === "string" && NAME_PATTERN.test(v)) return v;
     this.bad(
       field,
       `expected a name of 1-64 letters, digits, '-' or '_' (it becomes a NATS subject token), got ${this.show(v)}`,
@@ -258,8 +258,8 @@ function readRole(r: Reader, v: unknown, intervalMs: number): RoleSource {
       `expected at most half of role.demoteAfterMs (${demoteAfterMs}) so one lost renewal does not demote, got ${renewMs}`,
     );
   }
-  const bucket = r.str(o.bucket, "role.bucket", "hotpatch_roles");
-  if (!/^[A-Za-z0-9_-]+$/.test(bucket))
+  const bucket = r.str(o.bucket, "role.bucket", DEFAULT_ROLE_BUCKET);
+  if (!BUCKET_PATTERN.test(bucket))
     r.bad("role.bucket", `expected a KV bucket name (letters, digits, '-', '_'), got "${bucket}"`);
   return { source, leaseTtlMs, renewMs, demoteAfterMs, bucket, hooks };
 }

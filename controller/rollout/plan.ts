@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseDocument } from "yaml";
-import { NAME_PATTERN } from "../cluster/names.js";
+import { NAME_PATTERN } from "../../proto/index.js";
 import { parseDuration } from "./duration.js";
 import { PlanError, type PlanIssue, RolloutError } from "./errors.js";
 import type {
