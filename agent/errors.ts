@@ -1,4 +1,4 @@
-import { CodedError } from "../common/index.js";
+import { CodedError, type FieldIssue } from "../common/index.js";
 
 /** Stable codes of agent failures. Operators, the controller and scripts match on these, never on messages. */
 export type AgentErrorCode =
@@ -57,12 +57,7 @@ export class AgentError extends CodedError<AgentErrorCode, AgentErrorContext> {
 }
 
 /** One bad field of a configuration file. */
-export interface ConfigIssue {
-  /** Dotted path of the field, e.g. `grpc.listen` or `services[0].probes[1].timeoutMs`. */
-  field: string;
-  /** What is wrong and what value is expected. */
-  message: string;
-}
+export type ConfigIssue = FieldIssue;
 
 /** A configuration that cannot be used; `issues` names every bad field (not just the first). */
 export class ConfigError extends AgentError {

@@ -1,6 +1,6 @@
 /** Errors of rollouts. Each carries a stable `code`, a `context` object and the `cause`. */
 
-import { CodedError } from "../../common/index.js";
+import { CodedError, type FieldIssue } from "../../common/index.js";
 
 /** Stable codes of rollout errors. */
 export type RolloutErrorCode =
@@ -28,12 +28,7 @@ export type RolloutErrorCode =
   | "ENATS";
 
 /** One problem in a plan: where, and what is wrong. */
-export interface PlanIssue {
-  /** Dotted path of the field, e.g. `waves.maxParallel` or `gates.metrics[1].op`. */
-  field: string;
-  /** What is wrong and what is expected. */
-  message: string;
-}
+export type PlanIssue = FieldIssue;
 
 /** A failure with a stable code, what it was about, and its cause. */
 export class RolloutError extends CodedError<RolloutErrorCode> {
