@@ -5,13 +5,13 @@
  * client options.
  */
 import { readFile } from "node:fs/promises";
-import path from "node:path";
 import {
   type ConnectionOptions,
   credsAuthenticator,
   nkeyAuthenticator,
   type TlsOptions,
 } from "@nats-io/transport-node";
+import { type FieldReader, fieldPath } from "./fields.js";
 
 /** How a client proves who it is; `none` only for a lab server that asks nothing. */
 export type NatsAuth =
@@ -44,91 +44,73 @@ export function plainNats(servers: string[]): NatsClientConfig {
   return { servers, auth: { kind: "none" }, tls: null, inboxPrefix: "_INBOX" };
 }
 
-const urlRe = /^(nats|tls):\/\/[^\s/]+:\d{1,5}$/;
+const urlRe = /^(nats|tls):\/\/[^\s/]+:(\d{1,5})$/;
 const subjectPrefixRe = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
-const keys = ["servers", "user", "password", "token", "nkey", "creds", "tls", "inboxPrefix"];
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
+const keys = ["servers", "user", "password", "token", "nkey", "creds", "tls", "inboxPrefix"] as const;
 
 /**
- * Validates a `nats:` section. Every problem is passed to `bad(field, message)` with its dotted path
- * under `field`; the result is usable (with fallbacks) even then. Relative paths resolve against `baseDir`.
+ * Reads a `nats:` section at `field` with `r` (every problem recorded under its dotted path). With
+ * `fallbackServers`, the section and its servers may be left out.
  */
-export function parseNatsClientConfig(
+export function readNatsClient(
+  r: FieldReader,
   v: unknown,
   field: string,
-  baseDir: string,
-  bad: (field: string, message: string) => void,
   fallbackServers?: string[],
 ): NatsClientConfig {
-  const f = (k: string) => `${field}.${k}`;
+  const f = (k: string) => fieldPath(field, k);
   const out = plainNats(fallbackServers ?? []);
   if (v === undefined && fallbackServers) return out;
-  if (!isObj(v)) {
-    bad(field, `expected a mapping with servers (and credentials), got ${JSON.stringify(v) ?? "nothing"}`);
-    return out;
+  const o = r.mapping(v, field, keys);
+  if (!o) return out;
+  if (o.servers !== undefined || !fallbackServers) {
+    const list = r.list(o.servers, f("servers")) ?? [];
+    if (Array.isArray(o.servers) && list.length === 0)
+      r.bad(f("servers"), "expected a list of at least one URL such as nats://127.0.0.1:4222");
+    out.servers = list.map(
+      (s, i) =>
+        r.value(s, fieldPath(f("servers"), i), "a URL like nats://127.0.0.1:4222 or tls://host:4222", (u) => {
+          const m = typeof u === "string" ? urlRe.exec(u) : null;
+          return m && Number(m[2]) <= 65535 ? (u as string) : null;
+        }) ?? "",
+    );
   }
-  for (const k of Object.keys(v)) if (!keys.includes(k)) bad(f(k), `unknown field; expected one of ${keys.join(", ")}`);
-  const str = (k: string): string | undefined => {
-    const x = v[k];
-    if (x === undefined) return undefined;
-    if (typeof x === "string" && x.length > 0 && x.length <= 4096) return x;
-    bad(f(k), `expected a non-empty string, got ${JSON.stringify(x)}`);
-    return undefined;
-  };
-  const file = (k: string, x = str(k)) => (x === undefined ? undefined : path.resolve(baseDir, x));
-
-  if (v.servers === undefined && fallbackServers) out.servers = fallbackServers;
-  else if (!Array.isArray(v.servers) || v.servers.length === 0)
-    bad(f("servers"), "expected a list of at least one URL such as nats://127.0.0.1:4222");
-  else
-    out.servers = v.servers.map((s, i) => {
-      if (typeof s === "string" && urlRe.test(s) && Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535) return s;
-      bad(
-        `${f("servers")}[${i}]`,
-        `expected a URL like nats://127.0.0.1:4222 or tls://host:4222, got ${JSON.stringify(s)}`,
-      );
-      return "";
-    });
-
-  const given = (["user", "token", "nkey", "creds"] as const).filter((k) => v[k] !== undefined);
-  if (given.length > 1) bad(field, `expected one kind of credentials, got ${given.join(" and ")}`);
-  const user = str("user");
-  const password = str("password");
-  if (v.password !== undefined && v.user === undefined) bad(f("password"), "expected user beside password");
+  const given = (["user", "token", "nkey", "creds"] as const).filter((k) => o[k] !== undefined);
+  if (given.length > 1) r.bad(field, `expected one kind of credentials, got ${given.join(" and ")}`);
+  if (o.password !== undefined && o.user === undefined) r.bad(f("password"), "expected user beside password");
   if (given[0] === "user") {
-    if (password === undefined) bad(f("password"), "expected a password for user");
-    out.auth = { kind: "password", user: user ?? "", password: password ?? "" };
-  } else if (given[0] === "token") out.auth = { kind: "token", token: str("token") ?? "" };
-  else if (given[0] === "nkey") out.auth = { kind: "nkey", seedFile: file("nkey") ?? "" };
-  else if (given[0] === "creds") out.auth = { kind: "creds", file: file("creds") ?? "" };
-
-  if (v.tls !== undefined) {
-    const t = v.tls;
-    if (!isObj(t)) bad(f("tls"), `expected a mapping {ca, cert, key}, got ${JSON.stringify(t)}`);
-    else {
-      for (const k of Object.keys(t))
-        if (!["ca", "cert", "key"].includes(k)) bad(`${f("tls")}.${k}`, "unknown field; expected one of ca, cert, key");
-      const tf = (k: string) => {
-        const x = t[k];
-        if (x === undefined) return undefined;
-        if (typeof x === "string" && x.length > 0) return path.resolve(baseDir, x);
-        bad(`${f("tls")}.${k}`, `expected a file path, got ${JSON.stringify(x)}`);
-        return undefined;
-      };
-      const [ca, cert, key] = [tf("ca"), tf("cert"), tf("key")];
-      if (ca === undefined) bad(`${f("tls")}.ca`, "expected the CA file that signs the server's certificate");
-      if ((cert === undefined) !== (key === undefined))
-        bad(f("tls"), "expected both cert and key for a client certificate, or neither");
+    const user = r.string(o.user, f("user")) ?? "";
+    const password =
+      o.password === undefined
+        ? r.bad(f("password"), "expected a password for user")
+        : r.string(o.password, f("password"));
+    out.auth = { kind: "password", user, password: password ?? "" };
+  } else if (given[0] === "token") out.auth = { kind: "token", token: r.string(o.token, f("token")) ?? "" };
+  else if (given[0] === "nkey") out.auth = { kind: "nkey", seedFile: r.file(o.nkey, f("nkey")) ?? "" };
+  else if (given[0] === "creds") out.auth = { kind: "creds", file: r.file(o.creds, f("creds")) ?? "" };
+  if (o.tls !== undefined) {
+    const at = f("tls");
+    const t = r.mapping(o.tls, at, ["ca", "cert", "key"]);
+    if (t) {
+      const ca =
+        t.ca === undefined
+          ? r.bad(fieldPath(at, "ca"), "expected the CA file that signs the server's certificate")
+          : r.file(t.ca, fieldPath(at, "ca"));
+      const cert = t.cert === undefined ? undefined : r.file(t.cert, fieldPath(at, "cert"));
+      const key = t.key === undefined ? undefined : r.file(t.key, fieldPath(at, "key"));
+      if ((t.cert === undefined) !== (t.key === undefined))
+        r.bad(at, "expected both cert and key for a client certificate, or neither");
       out.tls = { ca: ca ?? "", ...(cert && key ? { cert, key } : {}) };
     }
   }
-  const prefix = str("inboxPrefix");
-  if (prefix !== undefined) {
-    if (subjectPrefixRe.test(prefix)) out.inboxPrefix = prefix;
-    else bad(f("inboxPrefix"), `expected subject tokens such as _INBOX.node-a (no wildcards), got "${prefix}"`);
-  }
+  if (o.inboxPrefix !== undefined)
+    out.inboxPrefix =
+      r.matching(
+        o.inboxPrefix,
+        f("inboxPrefix"),
+        subjectPrefixRe,
+        "subject tokens such as _INBOX.node-a (no wildcards)",
+      ) ?? out.inboxPrefix;
   return out;
 }
 

@@ -13,6 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import { afterPendingIo } from "../../common/index.js";
+import { NAME_PATTERN, type PairLeaseValue } from "../../proto/index.js";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { DeadManFence } from "./dead_man_fence.js";
@@ -20,16 +21,6 @@ import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
 import { Serial } from "./serial.js";
 import type { NodeRole, RoleController, RoleListener } from "./types.js";
-
-/** The lease value stored in KV. */
-export interface LeaseValue {
-  /** Node holding the lease, "" when released. */
-  holder: string;
-  /** When the lease expires unless renewed, ms since the epoch (informational across hosts; also checked). */
-  expiresAtMs: number;
-  /** Node that released it (on a switchover), when holder is "". */
-  releasedBy?: string;
-}
 
 /** Settings of the lease. */
 export interface LeaseSettings {
@@ -70,7 +61,6 @@ export const LEASE_BUCKET_OPTIONS = { history: 1 } as const;
 
 /** A lease value is a few names and a number; anything longer is not one. */
 const MAX_LEASE_BYTES = 512;
-const nodeNameRe = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * The lease in `entry`, or null when what is stored is not a lease: not the JSON shape we write, a
@@ -79,7 +69,7 @@ const nodeNameRe = /^[A-Za-z0-9_-]{1,64}$/;
  * node standby for as long as that expiry says. A stored value that is not a lease is treated as a
  * lease whose expiry has passed: a challenger still waits one whole ttl before it takes it over.
  */
-export function parseLease(data: Uint8Array, leaseTtlMs: number, nowMs = Date.now()): LeaseValue | null {
+export function parseLease(data: Uint8Array, leaseTtlMs: number, nowMs = Date.now()): PairLeaseValue | null {
   if (data.length === 0 || data.length > MAX_LEASE_BYTES) return null;
   let v: unknown;
   try {
@@ -91,10 +81,10 @@ export function parseLease(data: Uint8Array, leaseTtlMs: number, nowMs = Date.no
   const o = v as Record<string, unknown>;
   if (Object.keys(o).some((k) => !["holder", "expiresAtMs", "releasedBy"].includes(k))) return null;
   const { holder, expiresAtMs, releasedBy } = o;
-  if (typeof holder !== "string" || (holder !== "" && !nodeNameRe.test(holder))) return null;
+  if (typeof holder !== "string" || (holder !== "" && !NAME_PATTERN.test(holder))) return null;
   if (typeof expiresAtMs !== "number" || !Number.isFinite(expiresAtMs) || expiresAtMs < 0) return null;
   if (expiresAtMs > nowMs + 2 * leaseTtlMs) return null;
-  if (releasedBy !== undefined && (typeof releasedBy !== "string" || !nodeNameRe.test(releasedBy))) return null;
+  if (releasedBy !== undefined && (typeof releasedBy !== "string" || !NAME_PATTERN.test(releasedBy))) return null;
   return releasedBy === undefined ? { holder, expiresAtMs } : { holder, expiresAtMs, releasedBy };
 }
 
@@ -131,7 +121,7 @@ export class ManagedRole implements RoleController {
   }
 
   /** The lease as stored now (for status and tests), or null when there is none or what is stored is not a lease. */
-  async readLease(): Promise<LeaseValue | null> {
+  async readLease(): Promise<PairLeaseValue | null> {
     const kv = await this.bucket();
     const e = await kv.get(this.s.key);
     if (e?.operation !== "PUT" || e.length === 0) return null;
@@ -248,7 +238,7 @@ export class ManagedRole implements RoleController {
     }
   }
 
-  private encode(v: LeaseValue): string {
+  private encode(v: PairLeaseValue): string {
     return JSON.stringify(v);
   }
 

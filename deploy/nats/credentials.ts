@@ -13,7 +13,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { nkeys } from "@nats-io/transport-node";
 import { stringify } from "yaml";
-import { DEFAULT_LEASE_BUCKET, inboxPrefix, type NatsIdentity, permissionsFor } from "./permissions.js";
+import { DEFAULT_ROLE_BUCKET } from "../../proto/index.js";
+import { inboxPrefix, type NatsIdentity, permissionsFor } from "./permissions.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The template ships in the source tree; the compiled helper (dist/) reads it from there too. */
@@ -153,7 +154,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const one = (k: string) => o[k]?.[0] ?? usage(`--${k} is missing`);
   const cluster = one("cluster");
-  const leaseBucket = o["lease-bucket"]?.[0] ?? DEFAULT_LEASE_BUCKET;
+  const leaseBucket = o["lease-bucket"]?.[0] ?? DEFAULT_ROLE_BUCKET;
   const identities: NatsIdentity[] = [
     ...(o.node ?? []).map((pn): NatsIdentity => {
       const [pair, node] = pn.split("/");

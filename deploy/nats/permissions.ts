@@ -1,16 +1,19 @@
 /**
  * Who may publish and subscribe to what on the hotpatch NATS account: the least each identity's
- * job needs, derived from the subject and key functions the agent and controller use, never
- * written out a second time. A KV write is a publish to `$KV.<bucket>.<key>`; KV reads and watches
+ * job needs, derived from the NATS contract (proto/nats.ts) that the agent and controller use,
+ * never written out a second time. A KV write is a publish to `$KV.<bucket>.<key>`; KV reads and watches
  * go through the JetStream API (`$JS.API.…`), whose subjects name the stream and, for direct gets
  * and filtered consumers, the key, so those too are narrowed to what the identity may read.
  */
-import { eventSubject, heartbeatSubject, leaseKey } from "../../agent/index.js";
-import { heartbeatWildcard } from "../../controller/cluster/index.js";
-import { bucketName, rolloutSubject } from "../../controller/rollout/index.js";
-
-/** The JetStream KV bucket the managed role keeps its leases in unless `role.bucket` says otherwise. */
-export const DEFAULT_LEASE_BUCKET = "hotpatch_roles";
+import {
+  clusterHeartbeatSubjects,
+  eventSubject,
+  heartbeatSubject,
+  pairHeartbeatSubjects,
+  pairLeaseKey,
+  rolloutBucket,
+  rolloutSubject,
+} from "../../proto/index.js";
 
 /** One identity on the hotpatch account. `name` is its user name and the root of its reply inbox. */
 export type NatsIdentity =
@@ -62,7 +65,7 @@ export function permissionsFor(id: NatsIdentity): Permissions {
   switch (id.kind) {
     case "node": {
       const self = { cluster: id.cluster, pair: id.pair, node: id.node };
-      const lease = leaseKey(self);
+      const lease = pairLeaseKey(self);
       return {
         publish: [
           heartbeatSubject(self),
@@ -71,11 +74,11 @@ export function permissionsFor(id: NatsIdentity): Permissions {
           ...kvRead(id.leaseBucket, lease),
         ],
         // Its pair's heartbeats (the peer watch), and its own replies.
-        subscribe: [heartbeatSubject({ ...self, node: "*" }), inbox],
+        subscribe: [pairHeartbeatSubjects(id.cluster, id.pair), inbox],
       };
     }
     case "controller": {
-      const bucket = bucketName(id.cluster);
+      const bucket = rolloutBucket(id.cluster);
       return {
         publish: [
           rolloutSubject(id.cluster, "*"),
@@ -84,17 +87,21 @@ export function permissionsFor(id: NatsIdentity): Permissions {
           // The controller makes its cluster's rollout bucket on first use.
           `$JS.API.STREAM.CREATE.${stream(bucket)}`,
         ],
-        subscribe: [heartbeatWildcard(id.cluster), eventSubject({ cluster: id.cluster, pair: "*", node: "*" }), inbox],
+        subscribe: [
+          clusterHeartbeatSubjects(id.cluster),
+          eventSubject({ cluster: id.cluster, pair: "*", node: "*" }),
+          inbox,
+        ],
       };
     }
     case "viewer":
       return {
         publish: [
-          ...kvRead(bucketName(id.cluster), ">"),
-          ...kvRead(id.leaseBucket, leaseKey({ cluster: id.cluster, pair: "*", node: "" })),
+          ...kvRead(rolloutBucket(id.cluster), ">"),
+          ...kvRead(id.leaseBucket, pairLeaseKey({ cluster: id.cluster, pair: "*" })),
         ],
         subscribe: [
-          heartbeatWildcard(id.cluster),
+          clusterHeartbeatSubjects(id.cluster),
           eventSubject({ cluster: id.cluster, pair: "*", node: "*" }),
           rolloutSubject(id.cluster, "*"),
           inbox,

@@ -10,10 +10,12 @@ import path from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { LEASE_BUCKET_OPTIONS } from "../../agent/index.js";
-import { type NatsClientConfig, natsConnectOptions, parseNatsClientConfig } from "../../common/nats_client.js";
+import { FieldReader } from "../../common/index.js";
+import { type NatsClientConfig, natsConnectOptions, readNatsClient } from "../../common/nats_client.js";
 import { makeNatsCredentials, type NatsCredentials } from "../../deploy/nats/credentials.js";
-import { DEFAULT_LEASE_BUCKET, type NatsIdentity } from "../../deploy/nats/permissions.js";
+import type { NatsIdentity } from "../../deploy/nats/permissions.js";
 import { makeDevCa, makeServerCert } from "../../deploy/tls/dev_ca.js";
+import { DEFAULT_ROLE_BUCKET } from "../../proto/index.js";
 import { freePort, type NatsServer, startNatsServer } from "./nats_server.js";
 
 export interface SecureNats {
@@ -34,7 +36,7 @@ export interface SecureNats {
 }
 
 /** Identities of one pair (nodes node-a and node-b) and a second pair, a controller and a viewer, in cluster `c1`. */
-export function standardIdentities(cluster = "c1", leaseBucket = DEFAULT_LEASE_BUCKET): NatsIdentity[] {
+export function standardIdentities(cluster = "c1", leaseBucket = DEFAULT_ROLE_BUCKET): NatsIdentity[] {
   const node = (pair: string, n: string): NatsIdentity => ({
     kind: "node",
     name: n,
@@ -83,10 +85,12 @@ export async function startSecureNats(identities = standardIdentities()): Promis
     if (!u) throw new Error(`no NATS identity ${name}`);
     return u.section;
   };
-  const client = (name: string) =>
-    parseNatsClientConfig(section(name), "nats", dir, (f, m) => {
-      throw new Error(`${f}: ${m}`);
-    });
+  const client = (name: string) => {
+    const r = new FieldReader(dir);
+    const cfg = readNatsClient(r, section(name), "nats");
+    if (r.issues.length > 0) throw new Error(JSON.stringify(r.issues));
+    return cfg;
+  };
   const connectAs = async (name: string) =>
     connect({ ...(await natsConnectOptions(client(name))), maxReconnectAttempts: 0, name });
   const admins = identities.filter((i) => i.kind === "admin");
