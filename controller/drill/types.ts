@@ -1,4 +1,5 @@
 /** What a drill is asked to do and what it reports. */
+import type { NatsTarget } from "../cluster/index.js";
 import type { AgentSecurity } from "../rollout/plan_types.js";
 
 /** A graceful swap of roles, or the crash of the active node. */
@@ -43,8 +44,8 @@ export interface RestartNeed {
 
 /** Options of runDrill. */
 export interface DrillOptions {
-  /** NATS server URLs. */
-  natsServers: string[];
+  /** NATS: a `nats:` section (credentials, TLS), or the URLs of a server that asks none. */
+  nats: NatsTarget;
   /** Cluster name. */
   cluster: string;
   /** Pair to drill. */

@@ -4,7 +4,7 @@
  */
 import { hostname, userInfo } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connectNats } from "../cluster/nats.js";
+import { connectNats, type NatsTarget } from "../cluster/nats.js";
 import { ClusterView } from "../cluster/view.js";
 import { AgentPool } from "./agents.js";
 import { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
@@ -63,7 +63,7 @@ export async function discoverPairs(view: ClusterView, plan: Plan, signal?: Abor
   if (names.length === 0) {
     throw new RolloutError(
       "ECLUSTER_NOT_READY",
-      `no heartbeats from cluster ${plan.cluster} within ${plan.discoveryMs} ms (are its agents running and connected to ${plan.natsServers.join(", ")}?)`,
+      `no heartbeats from cluster ${plan.cluster} within ${plan.discoveryMs} ms (are its agents running and connected to ${plan.nats.servers.join(", ")}?)`,
       { cluster: plan.cluster },
     );
   }
@@ -95,7 +95,7 @@ class Session {
     readonly store: RolloutStore,
   ) {}
 
-  static async open(servers: string[], cluster: string): Promise<Session> {
+  static async open(servers: NatsTarget, cluster: string): Promise<Session> {
     const nc = await connectNats(servers, `hotpatch-controller ${cluster}`);
     try {
       const view = ClusterView.watch(nc, cluster);
@@ -190,7 +190,7 @@ export async function startRollout(
   opts: RunOptions & { id?: string; onCreated?: (id: string) => void },
 ): Promise<RunResult> {
   const bundle = await readBundleArchive(plan.bundle);
-  const session = await Session.open(plan.natsServers, plan.cluster);
+  const session = await Session.open(plan.nats, plan.cluster);
   try {
     const id = opts.id ?? newRolloutId();
     const lease = await takeLease(session, id, opts.leaseTtlMs ?? 15_000);
@@ -222,7 +222,7 @@ export async function startRollout(
 
 /** Continues a rollout after a crash or a pause. */
 export async function resumeRollout(
-  servers: string[],
+  servers: NatsTarget,
   cluster: string,
   id: string,
   opts: RunOptions,
@@ -266,7 +266,7 @@ export async function resumeRollout(
  * the rollout patched is reverted.
  */
 export async function requestStop(
-  servers: string[],
+  servers: NatsTarget,
   cluster: string,
   id: string,
   what: "pause" | "abort",
@@ -306,7 +306,7 @@ export async function requestStop(
 }
 
 /** Reads a rollout's state (no lease needed). */
-export async function readRollout(servers: string[], cluster: string, id: string): Promise<LoadedRollout> {
+export async function readRollout(servers: NatsTarget, cluster: string, id: string): Promise<LoadedRollout> {
   const session = await Session.open(servers, cluster);
   try {
     return await session.store.load(id);
@@ -316,7 +316,7 @@ export async function readRollout(servers: string[], cluster: string, id: string
 }
 
 /** Ids of the cluster's rollouts. */
-export async function listRollouts(servers: string[], cluster: string): Promise<string[]> {
+export async function listRollouts(servers: NatsTarget, cluster: string): Promise<string[]> {
   const session = await Session.open(servers, cluster);
   try {
     return await session.store.list();

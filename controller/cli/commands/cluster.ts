@@ -4,11 +4,11 @@ import { afterPendingIo } from "../../../common/index.js";
 import { ClusterView, connectNats, liveness, type NodeView } from "../../cluster/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
+import { type NatsCliOptions, natsOptions, natsTarget } from "./nats_options.js";
 import { errorExitCode } from "./rollout.js";
 
-interface StatusOptions {
+interface StatusOptions extends NatsCliOptions {
   cluster: string;
-  nats?: string;
   json?: boolean;
   watch?: boolean;
   wait: string;
@@ -70,19 +70,20 @@ function print(out: Output, view: ClusterView): void {
 
 export function registerCluster(program: Command): void {
   const cluster = program.command("cluster").description("what the cluster's agents report in their heartbeats");
-  cluster
+  const status = cluster
     .command("status")
     .description("every pair, each node's role, health, heartbeat age and patches")
-    .requiredOption("--cluster <name>", "cluster name")
-    .option("--nats <urls>", "NATS servers, comma-separated (default $HOTPATCH_NATS or nats://127.0.0.1:4222)")
+    .requiredOption("--cluster <name>", "cluster name");
+  natsOptions(status)
     .option("--wait <ms>", "how long to listen for heartbeats before printing", "1500")
     .option("--watch", "keep printing every second until interrupted")
     .option("--json", "one JSON document per print")
     .action(async (opts: StatusOptions) => {
       const out = createOutput(opts.json === true);
       try {
-        const servers = (opts.nats ?? process.env.HOTPATCH_NATS ?? "nats://127.0.0.1:4222").split(",");
-        const nc = await connectNats(servers, "hotpatch cluster status");
+        const target = await natsTarget(opts);
+        const servers = target.servers;
+        const nc = await connectNats(target, "hotpatch cluster status");
         const view = ClusterView.watch(nc, opts.cluster);
         try {
           await new Promise((r) => setTimeout(r, Number(opts.wait) || 1500));

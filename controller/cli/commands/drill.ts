@@ -6,6 +6,7 @@ import type { AgentSecurity } from "../../rollout/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { parseMilliseconds } from "./args.js";
+import { type NatsCliOptions, natsOptions, natsTarget } from "./nats_options.js";
 
 const exitHelp = `
 Exit codes of drill commands:
@@ -15,10 +16,9 @@ Exit codes of drill commands:
       takeover, an agent call, the pair not healthy afterwards); the message names the code
   2   usage: bad command line or options`;
 
-interface DrillCliOptions {
+interface DrillCliOptions extends NatsCliOptions {
   cluster: string;
   pair: string;
-  nats?: string;
   json?: boolean;
   insecure?: boolean;
   tlsCa?: string;
@@ -97,7 +97,8 @@ export function drillTable(r: DrillResult): string[] {
 
 function exitOf(err: unknown): ExitCode {
   if (err instanceof DrillError) return err.code === "EBAD_ARGUMENT" ? ExitCode.Usage : ExitCode.Failed;
-  if (err instanceof ClusterError) return err.code === "EBAD_NAME" ? ExitCode.Usage : ExitCode.Failed;
+  if (err instanceof ClusterError)
+    return err.code === "EBAD_NAME" || err.code === "ENATS_CONFIG" ? ExitCode.Usage : ExitCode.Failed;
   return ExitCode.Internal;
 }
 
@@ -108,7 +109,7 @@ async function runCommand(kind: DrillKind, o: DrillCliOptions, out: Output): Pro
   process.once("SIGTERM", stop);
   try {
     const r = await runDrill({
-      natsServers: (o.nats ?? process.env.HOTPATCH_NATS ?? "nats://127.0.0.1:4222").split(","),
+      nats: await natsTarget(o),
       cluster: o.cluster,
       pair: o.pair,
       kind,
@@ -141,11 +142,11 @@ async function runCommand(kind: DrillKind, o: DrillCliOptions, out: Output): Pro
   }
 }
 
-function common(cmd: Command): Command {
-  return cmd
+function common(command: Command): Command {
+  const cmd = command
     .requiredOption("--pair <name>", "pair to drill")
-    .requiredOption("--cluster <name>", "cluster name")
-    .option("--nats <urls>", "NATS servers, comma-separated (default $HOTPATCH_NATS or nats://127.0.0.1:4222)")
+    .requiredOption("--cluster <name>", "cluster name");
+  return natsOptions(cmd)
     .option("--insecure", "reach the agents' gRPC without TLS (agents started with grpc.insecure)")
     .option("--tls-ca <file>", "CA that signed the agents' certificates (PEM)")
     .option("--tls-cert <file>", "this controller's client certificate (PEM)")

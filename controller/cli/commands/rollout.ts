@@ -18,6 +18,7 @@ import {
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { dryRunLines, RolloutPrinter } from "../rollout_view.js";
+import { type NatsCliOptions, natsOptions, natsTarget } from "./nats_options.js";
 
 const exitHelp = `
 Exit codes of rollout commands:
@@ -31,14 +32,9 @@ Exit codes of rollout commands:
   5   paused (by \`rollout pause\`, Ctrl-C, or the pause failure policy); \`rollout resume ID\` goes on
   70  internal error`;
 
-interface CommonOptions {
+interface CommonOptions extends NatsCliOptions {
   json?: boolean;
-  nats?: string;
   cluster?: string;
-}
-
-function natsServers(opts: CommonOptions): string[] {
-  return (opts.nats ?? process.env.HOTPATCH_NATS ?? "nats://127.0.0.1:4222").split(",");
 }
 
 /** The exit code of an error. */
@@ -49,7 +45,8 @@ export function errorExitCode(err: unknown): ExitCode {
     if (err.code === "EROLLOUT_NOT_FOUND" || err.code === "EROLLOUT_STATE") return ExitCode.Usage;
     return ExitCode.Failed;
   }
-  if (err instanceof ClusterError) return err.code === "EBAD_NAME" ? ExitCode.Usage : ExitCode.Failed;
+  if (err instanceof ClusterError)
+    return err.code === "EBAD_NAME" || err.code === "ENATS_CONFIG" ? ExitCode.Usage : ExitCode.Failed;
   return ExitCode.Internal;
 }
 
@@ -83,11 +80,11 @@ function requireCluster(opts: CommonOptions): string {
 
 async function dryRun(out: Output, planFile: string, opts: CommonOptions): Promise<ExitCode> {
   const plan = await loadPlan(planFile);
-  if (opts.nats) plan.natsServers = natsServers(opts);
+  plan.nats = await natsTarget(opts, plan.nats);
   const bundle = await readBundleArchive(plan.bundle);
   let found = null;
   try {
-    const nc = await connectNats(plan.natsServers, "hotpatch-controller dry-run", 2000);
+    const nc = await connectNats(plan.nats, "hotpatch-controller dry-run", 2000);
     const view = ClusterView.watch(nc, plan.cluster);
     try {
       found = await discoverPairs(view, plan);
@@ -129,12 +126,14 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
 }
 
 export function registerRollout(program: Command): void {
-  const rollout = program
-    .command("rollout")
-    .description("roll a patch across a cluster's 1+1 pairs: standby first, gated on heartbeats, with rollback")
-    .option("--plan <file>", "rollout plan (YAML)")
-    .option("--dry-run", "print the exact steps without touching anything")
-    .option("--nats <urls>", "NATS servers, comma-separated (overrides the plan; default $HOTPATCH_NATS)")
+  const rollout = natsOptions(
+    program
+      .command("rollout")
+      .description("roll a patch across a cluster's 1+1 pairs: standby first, gated on heartbeats, with rollback")
+      .option("--plan <file>", "rollout plan (YAML)")
+      .option("--dry-run", "print the exact steps without touching anything"),
+    "NATS servers, comma-separated, overriding the plan's nats: section",
+  )
     .option("--id <id>", "rollout id to use (default: generated)")
     .option("--json", "print one JSON event per line")
     .addHelpText("after", exitHelp)
@@ -157,7 +156,7 @@ export function registerRollout(program: Command): void {
           return;
         }
         const plan = await loadPlan(opts.plan);
-        if (opts.nats) plan.natsServers = natsServers(opts);
+        plan.nats = await natsTarget(opts, plan.nats);
         const printer = new RolloutPrinter(out);
         const { outcome } = await startRollout(plan, {
           onEvent: (e) => printer.event(e),
@@ -173,10 +172,7 @@ export function registerRollout(program: Command): void {
     });
 
   const common = (c: Command) =>
-    c
-      .requiredOption("--cluster <name>", "cluster the rollout belongs to")
-      .option("--nats <urls>", "NATS servers, comma-separated (default $HOTPATCH_NATS or nats://127.0.0.1:4222)")
-      .option("--json", "print JSON");
+    natsOptions(c.requiredOption("--cluster <name>", "cluster the rollout belongs to")).option("--json", "print JSON");
 
   common(
     rollout.command("resume").description("continue an interrupted or paused rollout").argument("<id>", "rollout id"),
@@ -186,7 +182,7 @@ export function registerRollout(program: Command): void {
     const stop = interruptSignal();
     try {
       const printer = new RolloutPrinter(out);
-      const { outcome } = await resumeRollout(natsServers(opts), requireCluster(opts), id, {
+      const { outcome } = await resumeRollout(await natsTarget(opts), requireCluster(opts), id, {
         onEvent: (e) => printer.event(e),
         signal: stop.signal,
       });
@@ -213,7 +209,7 @@ export function registerRollout(program: Command): void {
       const out = createOutput(opts.json === true);
       try {
         const printer = new RolloutPrinter(out);
-        const r = await requestStop(natsServers(opts), requireCluster(opts), id, what, {
+        const r = await requestStop(await natsTarget(opts), requireCluster(opts), id, what, {
           onEvent: (e) => printer.event(e),
         });
         if (r.handledBy === "running-controller") {
@@ -235,7 +231,7 @@ export function registerRollout(program: Command): void {
       const opts = cmd.optsWithGlobals<CommonOptions>();
       const out = createOutput(opts.json === true);
       try {
-        const { record, pairs } = await readRollout(natsServers(opts), requireCluster(opts), id);
+        const { record, pairs } = await readRollout(await natsTarget(opts), requireCluster(opts), id);
         if (out.json) out.record({ record, pairs: Object.fromEntries(pairs) });
         else {
           out.line(
@@ -263,7 +259,7 @@ export function registerRollout(program: Command): void {
       const opts = cmd.optsWithGlobals<CommonOptions>();
       const out = createOutput(opts.json === true);
       try {
-        const ids = await listRollouts(natsServers(opts), requireCluster(opts));
+        const ids = await listRollouts(await natsTarget(opts), requireCluster(opts));
         for (const id of ids) {
           out.line(id);
           out.record({ id });
