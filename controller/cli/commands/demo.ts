@@ -6,11 +6,17 @@ import { createOutput } from "../output.js";
 interface DemoCliOptions {
   json?: boolean;
   keep?: boolean;
+  lab?: boolean;
 }
 
 const demoHelp = `
-Needs root (each node runs in its own PID namespace) and nats-server; \`npm run demo\` installs
-what is missing first. Ctrl-C stops every process the demo started.
+Needs root (each node runs in its own PID namespace), nats-server and openssl; \`npm run demo\`
+installs what is missing first. Ctrl-C stops every process the demo started.
+
+By default the demo runs hardened, as SECURITY.md describes: a dev CA, mTLS gRPC where the
+controller's certificate holds the controller role, NATS over TLS with one nkey per identity and
+least-privilege permissions. --lab runs it open instead (NATS without credentials, gRPC without
+TLS, both on loopback only).
 
 Exit codes of demo:
   0    the fix rolled through both pairs with no failed request and no wrong answer after it, and
@@ -26,6 +32,7 @@ export function registerDemo(program: Command): void {
     )
     .option("--json", "print one JSON summary at the end instead of the story and the table")
     .option("--keep", "keep the demo's working folder (bundle, plan, agent configs and logs)")
+    .option("--lab", "lab mode: NATS without credentials and gRPC without TLS (loopback only)")
     .addHelpText("after", demoHelp)
     .action(async (opts: DemoCliOptions) => {
       const out = createOutput(opts.json === true);
@@ -37,6 +44,7 @@ export function registerDemo(program: Command): void {
         process.exitCode = await runDemo({
           json: opts.json === true,
           keep: opts.keep === true,
+          lab: opts.lab === true,
           signal: interrupted.signal,
         });
       } catch (err) {
