@@ -9,7 +9,7 @@
 import { setMaxListeners } from "node:events";
 import { afterPendingIo } from "../../common/index.js";
 import { Outcome, Role } from "../../proto/index.js";
-import type { ClusterView } from "../cluster/view.js";
+import type { ClusterView } from "../cluster/index.js";
 import type { AgentApi } from "./agents.js";
 import type { BundleArchive } from "./bundle_archive.js";
 import { RolloutError } from "./errors.js";
@@ -374,14 +374,13 @@ export class RolloutEngine {
         // Heartbeats received while this controller was held up are read before their age is judged.
         await new Promise<void>((r) => afterPendingIo(r));
         for (const node of state.nodes) {
-          const v = this.deps.view.node(state.pair, node);
-          const live = this.deps.view.liveness(state.pair, node);
-          if (!v || !live) return this.#fail(state, node, "precheck", "no heartbeat received", "ECLUSTER_NOT_READY");
-          if (live.ageMs > gapIntervals * Math.max(1, v.intervalMs))
-            return this.#fail(state, node, "precheck", `heartbeat age ${live.ageMs}ms`, "ECLUSTER_NOT_READY");
-          const sick = v.services.filter((s) => !s.healthy).map((s) => s.name);
-          if (sick.length)
-            return this.#fail(state, node, "precheck", `unhealthy: ${sick.join(", ")}`, "ECLUSTER_NOT_READY");
+          const h = this.deps.view.health(state.pair, node, gapIntervals);
+          if (!h) return this.#fail(state, node, "precheck", "no heartbeat received", "ECLUSTER_NOT_READY");
+          if (!h.alive) return this.#fail(state, node, "precheck", `heartbeat age ${h.ageMs}ms`, "ECLUSTER_NOT_READY");
+          if (h.sick.length) {
+            const names = h.sick.map((s) => s.name).join(", ");
+            return this.#fail(state, node, "precheck", `unhealthy: ${names}`, "ECLUSTER_NOT_READY");
+          }
         }
         const roles = await this.#readRoles(state);
         if ("invalid" in roles) return this.#fail(state, "", "roles", roles.invalid, "ECLUSTER_NOT_READY");
