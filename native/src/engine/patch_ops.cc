@@ -515,7 +515,7 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
                                                "on it?); unload and apply this patch again");
       }
     }
-    return SwitchWhenFree(stopped, maps, check, stub, deadline, [&] {
+    return SwitchWhenFree(stopped, maps, check, stub, deadline, result.attempts > 0, opts.cancelled, [&] {
       SwitchJumps(stopped, maps, {}, stub, desc, rec, PatchState::kActive, result);
     });
   });

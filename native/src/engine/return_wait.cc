@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -15,6 +16,7 @@ namespace hotpatch {
 namespace {
 
 constexpr auto kStopTimeout = std::chrono::seconds(2);
+constexpr auto kCancelCheckEvery = std::chrono::milliseconds(50);
 constexpr size_t kPadSize = 64;
 constexpr size_t kSavedReturnAt = 48;  // offset in a pad of the original return address
 // Signals whose default action is to ignore them, in order of preference.
@@ -285,8 +287,9 @@ const std::map<uint64_t, uint64_t> kNoOverlay;
 }  // namespace
 
 std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapping>& maps, ExactCheck& check,
-                                       uint64_t stub, Clock::time_point deadline,
-                                       const std::function<void()>& do_switch) {
+                                       uint64_t stub, Clock::time_point deadline, bool may_wait,
+                                       const std::atomic<int32_t>* cancelled, const std::function<void()>& do_switch) {
+  const auto is_cancelled = [cancelled] { return cancelled != nullptr && cancelled->load(std::memory_order_relaxed) != 0; };
   std::optional<LandingPads> pads;
   for (;;) {
     const std::vector<BusyThread> busy = check.Busy(stopped, maps, pads ? pads->overlay() : kNoOverlay);
@@ -295,7 +298,8 @@ std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapp
       do_switch();
       return std::nullopt;
     }
-    const auto signals = Clock::now() < deadline ? LandingSignals(stopped.pid(), check, busy) : std::nullopt;
+    const bool wait = may_wait && Clock::now() < deadline && !is_cancelled();
+    const auto signals = wait ? LandingSignals(stopped.pid(), check, busy) : std::nullopt;
     if (!signals) {
       if (pads) pads->Disarm();
       return ExactCheck::Combine(busy);
@@ -310,8 +314,11 @@ std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapp
     }
     stopped.ContinueAll();
     const LandingPads& p = *pads;
-    stopped.WaitForSignalStop([&p](pid_t tid, const user_regs_struct& regs) { return p.IsLanding(tid, regs); },
-                              deadline);
+    const auto landed = [&p](pid_t tid, const user_regs_struct& regs) { return p.IsLanding(tid, regs); };
+    // In slices, to notice a cancellation while the target runs.
+    while (Clock::now() < deadline && !is_cancelled() &&
+           !stopped.WaitForSignalStop(landed, std::min(deadline, Clock::now() + kCancelCheckEvery))) {
+    }
     stopped.StopAll(Clock::now() + kStopTimeout);
     pads->Settle();
   }

@@ -96,6 +96,7 @@ ExactCheck::ExactCheck(pid_t pid, std::vector<GuardedRange> ranges,
       ranges_.push_back({p.lo, p.hi, name + " (its split-off part " + p.name + ")"});
     }
   }
+  if (!owners.empty()) unwinder_->HasCxxUnwinder();  // read the symbol tables now, not in a stop
 }
 
 std::vector<BusyThread> ExactCheck::Busy(const StoppedProcess& stopped, std::vector<Mapping>& maps,

@@ -154,8 +154,26 @@ bool SetInitialRegisters(Dwfl_Thread* thread, void* arg) {
 const Dwfl_Thread_Callbacks kThreadCallbacks = {NextThread, GetThread, MemoryRead, SetInitialRegisters, nullptr,
                                                 nullptr};
 
+// Separate debug files are looked for only where a name is needed (split parts, the timeout
+// message), never for CFI: .eh_frame is in the objects themselves, while opening libc's debug
+// file costs most of a second (measured: 770 ms), which must never happen inside a stop.
+thread_local bool tl_debuginfo_allowed = false;
+
+int FindDebuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base, const char* file_name,
+                  const char* debuglink_file, GElf_Word debuglink_crc, char** debuginfo_file_name) {
+  if (!tl_debuginfo_allowed) return -1;
+  return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
+                                      debuginfo_file_name);
+}
+
+// Lets one scope look for separate debug files.
+struct DebuginfoAllowed {
+  DebuginfoAllowed() { tl_debuginfo_allowed = true; }
+  ~DebuginfoAllowed() { tl_debuginfo_allowed = false; }
+};
+
 char* kDebugPath = nullptr;
-const Dwfl_Callbacks kProcCallbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, &kDebugPath};
+const Dwfl_Callbacks kProcCallbacks = {dwfl_linux_proc_find_elf, FindDebuginfo, nullptr, &kDebugPath};
 
 // Trusts a frame only when the step that produced it came from CFI and read its return address
 // from the stack; the first untrusted step ends the exact part of the unwind.
@@ -207,13 +225,12 @@ StackUnwinder::StackUnwinder(pid_t pid) : s_(std::make_unique<Session>()) {
     s_->dwfl = nullptr;
     throw EngineError("EUNWIND", "cannot read the objects of process " + std::to_string(pid) + " to unwind it: " + why);
   }
-  // Load every module's CFI now, so that no stop waits for files to be opened and parsed.
+  // Load every module's .eh_frame now, so that no stop waits for files to be opened and parsed.
   dwfl_getmodules(
       s_->dwfl,
       [](Dwfl_Module* m, void**, const char*, Dwarf_Addr, void*) -> int {
         Dwarf_Addr bias = 0;
         dwfl_module_eh_cfi(m, &bias);
-        dwfl_module_dwarf_cfi(m, &bias);
         return DWARF_CB_OK;
       },
       nullptr, 0);
@@ -251,6 +268,7 @@ UnwoundStack StackUnwinder::Unwind(const StoppedProcess& stopped, const ThreadSt
 }
 
 std::vector<SplitPart> StackUnwinder::SplitPartsOf(uint64_t addr, const std::string& name) {
+  const DebuginfoAllowed allowed;  // a stripped program keeps its .cold symbols in its debug file
   std::vector<SplitPart> parts;
   Dwfl_Module* m = dwfl_addrmodule(s_->dwfl, addr);
   if (m == nullptr) return parts;
@@ -294,6 +312,7 @@ bool StackUnwinder::HasCxxUnwinder() {
 }
 
 std::string StackUnwinder::Describe(uint64_t addr) {
+  const DebuginfoAllowed allowed;
   char hex[32];
   std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(addr));
   Dwfl_Module* m = dwfl_addrmodule(s_->dwfl, addr);
