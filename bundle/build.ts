@@ -46,7 +46,7 @@ export function parseFunctionSpec(spec: FunctionSpec | string): BundleFunction {
 }
 
 /** Refuses an output path that exists, unless it is an empty directory (for a directory bundle). */
-async function checkOutFree(out: string, tar: boolean): Promise<void> {
+export async function checkOutFree(out: string, tar: boolean): Promise<void> {
   const st = await stat(out).catch(() => null);
   if (!st) return;
   if (!tar && st.isDirectory() && (await readdir(out)).length === 0) return;
@@ -67,7 +67,7 @@ function defaultId(source: string, soSha: string): string {
  * Writes the bundle at `out`: a .tar packed from a staging directory, or a directory staged next
  * to `out` (same file system) and moved into place with one rename.
  */
-async function placeBundle(out: string, tar: boolean, work: string, files: BundleFiles): Promise<void> {
+export async function placeBundle(out: string, tar: boolean, work: string, files: BundleFiles): Promise<void> {
   await mkdir(path.dirname(out), { recursive: true });
   await checkOutFree(out, tar);
   if (tar) {
