@@ -15,6 +15,7 @@ import { type BundleFiles, packBundle, SO_FILE, writeBundleFiles } from "./files
 import { ID_PATTERN, parseManifest, QUALIFIED_SYMBOL, SYMBOL_NAME, serializeManifest } from "./manifest.js";
 import { keyIdOf, loadPrivateKey, signManifest } from "./signature.js";
 import {
+  checkNoStateCopy,
   checkReplacement,
   checkUndefinedSymbols,
   FAR_JUMP_BYTES,
@@ -161,6 +162,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
         "the patch has C++ exception tables: with the mmap loader the engine must register its frames for exceptions to unwind through it",
       );
     }
+    checkNoStateCopy(target, patch, opts.source);
     await checkUndefinedSymbols({ target, patch, loader, warnings });
     throwIfAborted(signal);
 

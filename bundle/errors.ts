@@ -30,6 +30,8 @@ export type BundleErrorCode =
   | "ENOCHANGE"
   /** The diff adds or changes data (a variable, its size or initial value) that a live patch cannot carry. */
   | "EDATA_CHANGED"
+  /** A `--source` fix file defines a variable the target already has (the patch would use a fresh copy of state). */
+  | "EDATA_DUPLICATE"
   /** The source tree, rebuilt without the diff, is not the running binary (the message names the function and instruction). */
   | "EBUILD_MISMATCH"
   /** The program's build command could not be run or compiled nothing hotpatch could see. */

@@ -55,7 +55,28 @@ async function touchedUnits(units: CompileUnit[], changed: string[], sourceDir: 
 }
 
 /** A line that opens a function definition, as `diff -p` and git see one: it starts with a letter. */
-const FUNCTION_LINE = /^[A-Za-z_$][^;]*?\b([A-Za-z_$][\w$]*)\s*\(/;
+const FUNCTION_LINE = /^[A-Za-z_$][^;]*\(/;
+const NOT_A_NAME = new Set([
+  "__attribute__",
+  "__declspec",
+  "if",
+  "while",
+  "for",
+  "switch",
+  "return",
+  "sizeof",
+  "defined",
+]);
+
+/** The name a definition line defines: its first `name(` that is not an attribute or keyword. */
+function definedName(line: string): string | undefined {
+  if (!FUNCTION_LINE.test(line)) return undefined;
+  for (const m of line.matchAll(/([A-Za-z_$][\w$:~]*)\s*\(/g)) {
+    const name = (m[1] as string).split("::").pop() as string;
+    if (!NOT_A_NAME.has(name)) return name;
+  }
+  return undefined;
+}
 
 /**
  * The functions the diff edits: for each changed line, the definition that encloses it in the
@@ -68,15 +89,13 @@ async function editedBy(files: FileDiff[], sourceDir: string): Promise<(name: st
     for (const h of f.hunks) {
       let line = h.oldLines === 0 ? h.oldStart : h.oldStart - 1; // 0-based old line of the next hunk line
       for (const l of h.lines) {
-        if (l[0] === "+") {
-          const m = FUNCTION_LINE.exec(l.slice(1));
-          if (m?.[1]) names.add(m[1]);
-        }
+        const added = l[0] === "+" ? definedName(l.slice(1)) : undefined;
+        if (added) names.add(added);
         if (l[0] !== " ") {
           for (let k = Math.min(line, old.length - 1); k >= 0; k--) {
-            const m = FUNCTION_LINE.exec(old[k] as string);
-            if (m?.[1]) {
-              names.add(m[1]);
+            const name = definedName(old[k] as string);
+            if (name) {
+              names.add(name);
               break;
             }
           }
