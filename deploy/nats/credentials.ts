@@ -7,12 +7,17 @@
  * CLI:  npx tsx deploy/nats/credentials.ts --dir nats --cluster c1 --node p1/node-a --node p1/node-b \
  *         --controller ci --viewer grafana --listen 0.0.0.0:4222 --url tls://nats.example:4222 \
  *         --tls-cert nats.crt --tls-key nats.key --tls-ca ca.crt --store /var/lib/hotpatch-nats
+ *       npx tsx deploy/nats/credentials.ts provision --as nats/users/admin.yaml [--bucket hotpatch_roles]
  */
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { nkeys } from "@nats-io/transport-node";
-import { stringify } from "yaml";
+import { Kvm } from "@nats-io/kv";
+import { connect, nkeys } from "@nats-io/transport-node";
+import { parse, stringify } from "yaml";
+import { LEASE_BUCKET_OPTIONS } from "../../agent/index.js";
+import { FieldReader } from "../../common/index.js";
+import { natsConnectOptions, readNatsClient } from "../../common/nats_client.js";
 import { DEFAULT_ROLE_BUCKET } from "../../proto/index.js";
 import { inboxPrefix, type NatsIdentity, permissionsFor } from "./permissions.js";
 
@@ -138,13 +143,33 @@ export async function makeNatsCredentials(
   return { serverConfig, authConfig, users };
 }
 
+/**
+ * Creates the lease bucket as the admin identity whose `nats:` section is in `adminFile` (agents may
+ * not create streams on the hardened server), with the settings the agents' managed role expects.
+ */
+export async function provisionLeaseBucket(adminFile: string, bucket = DEFAULT_ROLE_BUCKET): Promise<void> {
+  const r = new FieldReader(path.dirname(path.resolve(adminFile)));
+  const doc = parse(await readFile(adminFile, "utf8")) as { nats?: unknown } | null;
+  const cfg = readNatsClient(r, doc?.nats, "nats");
+  if (r.issues.length > 0)
+    throw new Error(`${adminFile}: ${r.issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`);
+  const nc = await connect({ ...(await natsConnectOptions(cfg)), maxReconnectAttempts: 0, name: "hotpatch provision" });
+  try {
+    await new Kvm(nc).create(bucket, LEASE_BUCKET_OPTIONS);
+  } finally {
+    await nc.close();
+  }
+}
+
 function usage(bad: string): never {
   throw new Error(
     `usage: credentials.ts --dir DIR --cluster NAME [--node PAIR/NODE]... [--controller NAME]... [--viewer NAME]... [--admin NAME] [--lease-bucket NAME] --listen HOST:PORT --url URL... --tls-cert F --tls-key F --tls-ca F --store DIR (${bad})`,
   );
 }
 
-async function main(argv: string[]): Promise<void> {
+async function main(args: string[]): Promise<void> {
+  const provision = args[0] === "provision";
+  const argv = provision ? args.slice(1) : args;
   const o: Record<string, string[]> = {};
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i] ?? "", argv[i + 1]];
@@ -153,6 +178,10 @@ async function main(argv: string[]): Promise<void> {
     o[key] = [...(o[key] ?? []), value];
   }
   const one = (k: string) => o[k]?.[0] ?? usage(`--${k} is missing`);
+  if (provision) {
+    await provisionLeaseBucket(one("as"), o.bucket?.[0] ?? DEFAULT_ROLE_BUCKET);
+    return;
+  }
   const cluster = one("cluster");
   const leaseBucket = o["lease-bucket"]?.[0] ?? DEFAULT_ROLE_BUCKET;
   const identities: NatsIdentity[] = [

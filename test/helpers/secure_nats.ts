@@ -7,12 +7,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { LEASE_BUCKET_OPTIONS } from "../../agent/index.js";
 import { FieldReader } from "../../common/index.js";
 import { type NatsClientConfig, natsConnectOptions, readNatsClient } from "../../common/nats_client.js";
-import { makeNatsCredentials, type NatsCredentials } from "../../deploy/nats/credentials.js";
+import { makeNatsCredentials, type NatsCredentials, provisionLeaseBucket } from "../../deploy/nats/credentials.js";
 import type { NatsIdentity } from "../../deploy/nats/permissions.js";
 import { makeDevCa, makeServerCert } from "../../deploy/tls/dev_ca.js";
 import { DEFAULT_ROLE_BUCKET } from "../../proto/index.js";
@@ -93,12 +91,10 @@ export async function startSecureNats(identities = standardIdentities()): Promis
   };
   const connectAs = async (name: string) =>
     connect({ ...(await natsConnectOptions(client(name))), maxReconnectAttempts: 0, name });
-  const admins = identities.filter((i) => i.kind === "admin");
-  for (const a of admins) {
-    const nc = await connectAs(a.name);
-    for (const b of a.leaseBuckets) await new Kvm(nc).create(b, LEASE_BUCKET_OPTIONS);
-    await nc.close();
-  }
+  // As an operator would, through the helper's provision step.
+  for (const a of identities)
+    if (a.kind === "admin")
+      for (const b of a.leaseBuckets) await provisionLeaseBucket(creds.users[a.name]?.clientConfig ?? "", b);
   return {
     server,
     url,
