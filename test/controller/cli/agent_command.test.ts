@@ -62,7 +62,11 @@ describe("hotpatch agent", () => {
         node: "node-a",
         pair: "p1",
         cluster: "lab",
-        grpc: { listen: "127.0.0.1:0", tls: { ca: "certs/ca.crt", cert: "certs/node-a.crt", key: "certs/node-a.key" } },
+        grpc: {
+          listen: "127.0.0.1:0",
+          tls: { ca: "certs/ca.crt", cert: "certs/node-a.crt", key: "certs/node-a.key" },
+          roles: { operator: ["operator"] },
+        },
         nats: { servers: [nats.url] },
         role: { source: "static", role: "active" },
         allow: ["/usr/sbin/"],
