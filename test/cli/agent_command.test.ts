@@ -7,10 +7,10 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
-import { agentClient, call, clientCredentials, tempDir } from "../../helpers/agent_harness.js";
-import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
+import { agentClient, call, clientCredentials, tempDir } from "../helpers/agent_harness.js";
+import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(root, "bin/hotpatch.js");
 const run = promisify(execFile);
 

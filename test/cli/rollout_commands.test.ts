@@ -1,8 +1,8 @@
 /** `hotpatch rollout status|resume|pause|abort|list` on a real NATS server: options and errors. */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 describe("rollout subcommands", () => {
   let nats: NatsServer;

@@ -1,5 +1,5 @@
 /** Per-process results of apply/revert, for humans and for `--json`. */
-import type { OutcomeCounts, ProcessOutcome } from "../../local/run_each.js";
+import type { OutcomeCounts, ProcessOutcome } from "../../local/index.js";
 import type { Output } from "../output.js";
 
 export function printOutcomes(

@@ -1,9 +1,9 @@
 /** `hotpatch drill …` as an operator runs it, against a real managed pair (nats-server, two agents, two demo services). */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { waitFor } from "../../helpers/agent_harness.js";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { startTestPair, type TestPair } from "../../helpers/pair_harness.js";
+import { waitFor } from "../helpers/agent_harness.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { startTestPair, type TestPair } from "../helpers/pair_harness.js";
 
 describe("hotpatch drill", () => {
   let p: TestPair;

@@ -1,6 +1,6 @@
 /** How rollouts look to a human: dry-run steps, progress lines, a live block on terminals. */
-import type { Discovery, Plan, RolloutEvent, Stage } from "../rollout/index.js";
-import { describeStep, formatDuration, pairSteps } from "../rollout/index.js";
+import type { Discovery, Plan, RolloutEvent, Stage } from "../controller/rollout/index.js";
+import { describeStep, formatDuration, pairSteps } from "../controller/rollout/index.js";
 import type { Output } from "./output.js";
 
 function gateSummary(plan: Plan): string {

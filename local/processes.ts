@@ -1,7 +1,7 @@
 /** Finding local processes to patch: by pid, every process of one executable, or of one library. */
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
-import { type MappedObject, readTargetObjects } from "../../native/index.js";
+import { type MappedObject, readTargetObjects } from "../native/index.js";
 
 async function allPids(): Promise<number[]> {
   return (await readdir("/proc"))

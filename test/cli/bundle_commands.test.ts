@@ -6,9 +6,9 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { compileFixture, fixtureSource } from "../../helpers/fixtures.js";
+import { compileFixture, fixtureSource } from "../helpers/fixtures.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(root, "bin/hotpatch.js");
 
 function hotpatch(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { beatEvery } from "../../helpers/heartbeats.js";
-import { freePort, type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { beatEvery } from "../helpers/heartbeats.js";
+import { freePort, type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 describe("rollout --dry-run", () => {
   let nats: NatsServer;

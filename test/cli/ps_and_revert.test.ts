@@ -1,9 +1,9 @@
 /** `hotpatch ps` and `hotpatch revert` from fresh processes: the truth comes from the target itself. */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { applyPatch } from "../../../native/index.js";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { compileFixture, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
+import { applyPatch } from "../../native/index.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 describe("hotpatch ps / revert", () => {
   let target: RunningFixture;

@@ -1,5 +1,5 @@
 /** How commands talk to the user: human text, or one JSON document per line with `--json`. */
-import { codeOf } from "../../common/index.js";
+import { codeOf } from "../common/index.js";
 import { ExitCode } from "./exit_codes.js";
 
 /** Where a command writes; tests give their own streams. */

@@ -1,7 +1,7 @@
 /** `hotpatch cluster status`: every pair, each node's role, health, heartbeat age and patches, from heartbeats. */
 import type { Command } from "commander";
-import { afterPendingIo } from "../../../common/index.js";
-import { ClusterView, connectNats, type NodeView, nodeHealth } from "../../cluster/index.js";
+import { afterPendingIo } from "../../common/index.js";
+import { ClusterView, connectNats, type NodeView, nodeHealth } from "../../controller/cluster/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { errorExitCode } from "./rollout.js";

@@ -1,6 +1,6 @@
 /** `hotpatch demo`: the whole story on one machine (NATS, two pairs, a rollout under load, a drill). */
 import type { Command } from "commander";
-import { runDemo } from "../../../deploy/demo/index.js";
+import { runDemo } from "../../deploy/demo/index.js";
 import { createOutput } from "../output.js";
 
 interface DemoCliOptions {

@@ -1,8 +1,14 @@
 /** `hotpatch drill switchover|failover`: swap or crash a pair's active node and measure detection and takeover from heartbeats. */
 import { type Command, InvalidArgumentError } from "commander";
-import { ClusterError } from "../../cluster/index.js";
-import { DrillError, type DrillEvent, type DrillKind, type DrillResult, runDrill } from "../../drill/index.js";
-import type { AgentSecurity } from "../../rollout/index.js";
+import { ClusterError } from "../../controller/cluster/index.js";
+import {
+  DrillError,
+  type DrillEvent,
+  type DrillKind,
+  type DrillResult,
+  runDrill,
+} from "../../controller/drill/index.js";
+import type { AgentSecurity } from "../../controller/rollout/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { parseMilliseconds } from "./args.js";

@@ -1,6 +1,6 @@
 /** `hotpatch inspect BUNDLE`: what a bundle will do, and whether its hash, signature and target check out. */
 import type { Command } from "commander";
-import { BundleError, type InspectReport, inspectBundle } from "../../../bundle/index.js";
+import { BundleError, type InspectReport, inspectBundle } from "../../bundle/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 

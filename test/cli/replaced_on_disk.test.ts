@@ -10,9 +10,9 @@ import { chmod, copyFile, mkdtemp, rename, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { readElf } from "../../../native/index.js";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { compileFixture, fixtureSource, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
+import { readElf } from "../../native/index.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { compileFixture, fixtureSource, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 /**
  * The target's answer after the last operation. Lines it printed (every 20 ms) before the operation

@@ -9,8 +9,8 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { hotpatch, jsonLines } from "../../helpers/cli.js";
-import { compileFixture, fixtureSource, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
+import { hotpatch, jsonLines } from "../helpers/cli.js";
+import { compileFixture, fixtureSource, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 /**
  * The target's answer after the last operation. Lines it printed (every 20 ms) before the operation

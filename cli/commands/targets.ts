@@ -1,6 +1,6 @@
 /** The `--pid PID | --exe PATH | --lib PATH` choice shared by apply and revert. */
 import { type Command, Option } from "commander";
-import { pidsMappingLibrary, pidsOfExecutable } from "../../local/processes.js";
+import { pidsMappingLibrary, pidsOfExecutable } from "../../local/index.js";
 import { parsePid } from "./args.js";
 
 export interface TargetOptions {

@@ -1,8 +1,8 @@
 /** `hotpatch revert`: take a patch back in running processes on this host. */
 import type { Command } from "commander";
-import { codeOf } from "../../../common/index.js";
-import { revertPatch } from "../../../native/index.js";
-import { countOutcomes, type ProcessOutcome, runEach } from "../../local/run_each.js";
+import { codeOf } from "../../common/index.js";
+import { countOutcomes, type ProcessOutcome, runEach } from "../../local/index.js";
+import { revertPatch } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 import { parseMilliseconds } from "./args.js";

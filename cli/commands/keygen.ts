@@ -1,6 +1,6 @@
 /** `hotpatch keygen --out PREFIX`: a new ed25519 key pair for signing bundles. */
 import type { Command } from "commander";
-import { writeKeyPair } from "../../../bundle/index.js";
+import { writeKeyPair } from "../../bundle/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 

@@ -1,6 +1,6 @@
 /** `hotpatch elf FILE`: what hotpatch sees in a binary (build-id, type, symbols). */
 import type { Command } from "commander";
-import { type ElfSymbol, readElf } from "../../../native/index.js";
+import { type ElfSymbol, readElf } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 

@@ -1,8 +1,8 @@
 /** `hotpatch ps`: the patches running processes carry, read from the processes themselves. */
 import { readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { codeOf } from "../../../common/index.js";
-import { listPatches, type PatchRecord } from "../../../native/index.js";
+import { codeOf } from "../../common/index.js";
+import { listPatches, type PatchRecord } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 import { parsePid } from "./args.js";

@@ -1,6 +1,6 @@
 /** `hotpatch build`: compile a fix into a patch bundle after checking it against the target binary. */
 import { type Command, Option } from "commander";
-import { BundleError, buildBundle, type Consistency, type LoaderKind } from "../../../bundle/index.js";
+import { BundleError, buildBundle, type Consistency, type LoaderKind } from "../../bundle/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 

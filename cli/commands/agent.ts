@@ -1,6 +1,6 @@
 /** `hotpatch agent --config FILE`: runs the per-host agent until SIGINT/SIGTERM. */
 import type { Command } from "commander";
-import { AgentError, loadConfig, startAgent } from "../../../agent/index.js";
+import { AgentError, loadConfig, startAgent } from "../../agent/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
 import { version } from "../version.js";

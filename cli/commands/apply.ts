@@ -1,11 +1,15 @@
 /** `hotpatch apply`: verify a bundle and patch running processes on this host with it. */
 import type { Command } from "commander";
-import { type Bundle, checkBundleTarget, openBundle, patchSpecOf } from "../../../bundle/index.js";
-import { CodedError, codeOf } from "../../../common/index.js";
-import { applyPatchToMany, type Consistency } from "../../../native/index.js";
-import { keepPatchFile } from "../../local/patch_store.js";
-import { groupByExecutable, mappedLibrary } from "../../local/processes.js";
-import { countOutcomes, type ProcessOutcome } from "../../local/run_each.js";
+import { type Bundle, checkBundleTarget, openBundle, patchSpecOf } from "../../bundle/index.js";
+import { CodedError, codeOf } from "../../common/index.js";
+import {
+  countOutcomes,
+  groupByExecutable,
+  keepPatchFile,
+  mappedLibrary,
+  type ProcessOutcome,
+} from "../../local/index.js";
+import { applyPatchToMany, type Consistency } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { parseMilliseconds } from "./args.js";

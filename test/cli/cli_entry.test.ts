@@ -4,9 +4,9 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { compileFixture, runTool } from "../../helpers/fixtures.js";
+import { compileFixture, runTool } from "../helpers/fixtures.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(root, "bin/hotpatch.js");
 
 function hotpatch(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

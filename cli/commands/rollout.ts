@@ -1,21 +1,21 @@
 /** `hotpatch rollout …`: roll a patch across a cluster's pairs; status, resume, pause, abort, list. */
 import type { Command } from "commander";
-import { AgentCallError } from "../../agents/index.js";
-import { ClusterError, ClusterView, connectNats } from "../../cluster/index.js";
+import { AgentCallError } from "../../controller/agents/index.js";
+import { ClusterError } from "../../controller/cluster/index.js";
 import {
-  discoverPairs,
+  discoverCluster,
   listRollouts,
   loadPlan,
   PlanError,
-  planStages,
   RolloutError,
   type RolloutOutcome,
   readBundleArchive,
   readRollout,
   requestStop,
   resumeRollout,
+  stagesOf,
   startRollout,
-} from "../../rollout/index.js";
+} from "../../controller/rollout/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { dryRunLines, RolloutPrinter } from "../rollout_view.js";
@@ -89,20 +89,12 @@ async function dryRun(out: Output, planFile: string, opts: CommonOptions): Promi
   const bundle = await readBundleArchive(plan.bundle);
   let found = null;
   try {
-    const nc = await connectNats(plan.natsServers, "hotpatch-controller dry-run", 2000);
-    const view = ClusterView.watch(nc, plan.cluster);
-    try {
-      found = await discoverPairs(view, plan);
-    } finally {
-      view.close();
-      await nc.close();
-    }
+    found = await discoverCluster(plan, 2000);
   } catch (err) {
     // A plan that names its pairs can still be shown without the cluster; otherwise nothing is known.
     if (plan.pairs === "all") throw err;
   }
-  const pairs = found ? Object.keys(found.pairNodes).sort() : (plan.pairs as string[]);
-  const stages = planStages(plan, pairs);
+  const stages = stagesOf(plan, found);
   if (out.json)
     out.record({
       dryRun: true,
