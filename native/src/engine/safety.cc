@@ -100,11 +100,12 @@ ExactCheck::ExactCheck(pid_t pid, std::vector<GuardedRange> ranges,
 }
 
 std::vector<BusyThread> ExactCheck::Busy(const StoppedProcess& stopped, std::vector<Mapping>& maps,
-                                         const std::map<uint64_t, uint64_t>& overlay) {
+                                         const std::map<uint64_t, uint64_t>& overlay, const std::vector<pid_t>* only) {
   std::vector<BusyThread> busy;
   if (ranges_.empty()) return busy;
   if (unwinder_) unwinder_->NewStop();
   for (const ThreadState& t : stopped.threads()) {
+    if (only != nullptr && std::find(only->begin(), only->end(), t.tid) == only->end()) continue;
     UnwoundStack stack;
     if (unwinder_) stack = unwinder_->Unwind(stopped, t, overlay);
     if (stack.frames.empty()) stack = {{{t.regs.rip, true, 0}}, false, t.regs.rsp};
