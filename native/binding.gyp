@@ -18,6 +18,8 @@
         "src/loader/load_plan.cc",
         "src/loader/object_cache.cc",
         "src/loader/target_image.cc",
+        "src/object/object_file.cc",
+        "src/object/read_object.cc",
         "src/ptrace/errno_codes.cc",
         "src/ptrace/proc_auxv.cc",
         "src/ptrace/seccomp_check.cc",
