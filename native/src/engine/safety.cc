@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "../engine_error.h"
-
 namespace hotpatch {
 namespace {
 
@@ -85,12 +83,8 @@ std::optional<Conflict> FindConflict(const StoppedProcess& stopped, std::vector<
 ExactCheck::ExactCheck(pid_t pid, std::vector<GuardedRange> ranges,
                        const std::vector<std::pair<uint64_t, std::string>>& owners)
     : ranges_(std::move(ranges)) {
-  try {
-    unwinder_ = std::make_shared<StackUnwinder>(pid);
-  } catch (const EngineError& e) {
-    if (e.code() != "EUNWIND") throw;
-    return;  // every stack gets the conservative scan
-  }
+  unwinder_ = StackUnwinder::Open(pid);
+  if (!unwinder_) return;  // every stack gets the conservative scan
   for (const auto& [addr, name] : owners) {
     for (const SplitPart& p : unwinder_->SplitPartsOf(addr, name)) {
       ranges_.push_back({p.lo, p.hi, name + " (its split-off part " + p.name + ")"});
