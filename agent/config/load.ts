@@ -5,6 +5,7 @@ import { parse } from "yaml";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import type {
   AgentConfig,
+  AuditConfig,
   CommandConfig,
   GrpcSecurity,
   HooksConfig,
@@ -14,6 +15,7 @@ import type {
   SelectorConfig,
   ServiceConfig,
   ServiceMetricsConfig,
+  UploadsConfig,
 } from "./types.js";
 
 type Obj = Record<string, unknown>;
@@ -370,6 +372,27 @@ function readSecurity(r: Reader, g: Obj): GrpcSecurity {
   };
 }
 
+function readUploads(r: Reader, v: unknown, maxBundleBytes: number): UploadsConfig {
+  const o = r.obj(v, "uploads", false) ?? {};
+  r.known(o, "uploads", ["quotaBytes", "maxConcurrent"]);
+  const quotaBytes = r.int(o.quotaBytes, "uploads.quotaBytes", 1024, 2 ** 50, Math.max(2 ** 30, maxBundleBytes));
+  if (quotaBytes < maxBundleBytes)
+    r.bad(
+      "uploads.quotaBytes",
+      `expected at least grpc.maxBundleBytes (${maxBundleBytes}), or a bundle of the largest accepted size could never be staged; got ${quotaBytes}`,
+    );
+  return { quotaBytes, maxConcurrent: r.int(o.maxConcurrent, "uploads.maxConcurrent", 1, 64, 2) };
+}
+
+function readAudit(r: Reader, v: unknown): AuditConfig {
+  const o = r.obj(v, "audit", false) ?? {};
+  r.known(o, "audit", ["fsync", "fsyncIntervalMs"]);
+  return {
+    fsync: r.oneOf(o.fsync, "audit.fsync", ["always", "interval", "never"] as const, "always"),
+    fsyncIntervalMs: r.int(o.fsyncIntervalMs, "audit.fsyncIntervalMs", 10, 60_000, 1000),
+  };
+}
+
 /** Validates an already-parsed configuration document. `source` names it in errors; relative paths resolve against `baseDir`. */
 export function parseConfig(doc: unknown, source = "config", baseDir = process.cwd()): AgentConfig {
   const r = new Reader(baseDir);
@@ -385,8 +408,10 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     "services",
     "allow",
     "bundleDir",
+    "uploads",
     "trustedKeys",
     "auditLog",
+    "audit",
     "metrics",
     "debugDirs",
     "safetyTimeoutMs",
@@ -414,6 +439,7 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     );
     return "";
   });
+  const maxBundleBytes = r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024);
   const m = r.obj(o.metrics, "metrics", false);
   if (m) r.known(m, "metrics", ["listen"]);
   const debugDirs = r.list(o.debugDirs, "debugDirs", ["/usr/lib/debug"]).map((d, i) => r.file(d, `debugDirs[${i}]`));
@@ -425,7 +451,7 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     grpc: {
       listen: r.hostPort(g.listen, "grpc.listen"),
       security: readSecurity(r, g),
-      maxBundleBytes: r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024),
+      maxBundleBytes,
     },
     natsServers: servers,
     heartbeat: { intervalMs, peerLossBeats: r.int(h.peerLossBeats, "heartbeat.peerLossBeats", 1, 1000, 4) },
@@ -436,8 +462,10 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
       .filter((s): s is ServiceConfig => s !== undefined),
     allow,
     bundleDir: r.file(o.bundleDir, "bundleDir"),
+    uploads: readUploads(r, o.uploads, maxBundleBytes),
     trustedKeys: r.list(o.trustedKeys, "trustedKeys", []).map((k, i) => r.file(k, `trustedKeys[${i}]`)),
     auditLog: r.file(o.auditLog, "auditLog"),
+    audit: readAudit(r, o.audit),
     metricsListen: m ? r.hostPort(m.listen, "metrics.listen") : null,
     debugDirs,
     safetyTimeoutMs: r.int(o.safetyTimeoutMs, "safetyTimeoutMs", 1, 600_000, 2000),
