@@ -269,7 +269,7 @@ export class AgentService {
     }
   }
 
-  /** Runs a change request and audits it; `bundleId` is held for the request (DeleteBundle waits for no one). */
+  /** Runs a change request and audits it; `bundleId` is held while it runs, so DeleteBundle refuses that bundle meanwhile. */
   private async audited<T>(
     rec: Omit<AuditRecord, "result" | "actor">,
     ctx: CallContext,
