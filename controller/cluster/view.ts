@@ -5,6 +5,7 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { clusterHeartbeatSubjects, Heartbeat, PatchState, parseHeartbeatSubject, Role } from "../../proto/index.js";
+import { judgePair, liveness, type NodeHealth, nodeHealth, type PairJudgement } from "./health.js";
 import { checkName } from "./names.js";
 import type { Liveness, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
@@ -31,19 +32,6 @@ function patchStateName(state: PatchState): string {
     default:
       return "unknown";
   }
-}
-
-/**
- * A beat counts as missed once it is this fraction of an interval overdue: timers, the network and a
- * busy reader all add jitter, and a beat 2 ms late is not a missed one.
- */
-const MISSED_GRACE = 0.5;
-
-/** Liveness of a node at `nowMs`. */
-export function liveness(node: NodeView, nowMs: number): Liveness {
-  const ageMs = Math.max(0, nowMs - node.receivedAtMs);
-  const interval = node.intervalMs > 0 ? node.intervalMs : 1000;
-  return { ageMs, missedNow: Math.max(0, Math.floor(ageMs / interval - MISSED_GRACE)) };
 }
 
 /** Builds the next view of a node from its previous view and a new heartbeat. */
@@ -164,6 +152,17 @@ export class ClusterView {
   }
 
   /** Liveness of a node now; undefined when it was never heard. */
+  /** One node judged now (see `nodeHealth`), if it was ever heard. */
+  health(pair: string, node: string, allowedIntervals?: number): NodeHealth | undefined {
+    const n = this.#nodes.get(`${pair}/${node}`);
+    return n ? nodeHealth(n, this.#now(), allowedIntervals) : undefined;
+  }
+
+  /** One pair judged now (see `judgePair`). */
+  judgePair(pair: string, allowedIntervals?: number): PairJudgement {
+    return judgePair(this.pairs().get(pair) ?? [], this.#now(), allowedIntervals);
+  }
+
   liveness(pair: string, node: string): Liveness | undefined {
     const n = this.node(pair, node);
     return n ? liveness(n, this.#now()) : undefined;
