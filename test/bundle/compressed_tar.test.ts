@@ -12,8 +12,9 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { BundleError, buildBundle, MAX_TAR_BYTES, openBundle } from "../../bundle/index.js";
-import { compileFixture, fixtureSource } from "../helpers/fixtures.js";
+import { BundleError, MAX_TAR_BYTES, openBundle } from "../../bundle/index.js";
+import { makeBundle } from "../helpers/agent_harness.js";
+import { compileFixture } from "../helpers/fixtures.js";
 
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -61,16 +62,9 @@ describe("compressed tar bundles", () => {
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), "hotpatch-gz-"));
-    const target = await compileFixture("c/counter.c", ["-O1", "-fPIE", "-pie"]);
-    const tarPath = path.join(tmp, "good.tar");
-    await buildBundle({
-      target,
-      source: fixtureSource("bundle/fix_scale.c"),
-      functions: ["counter.c:scale=scale_v2"],
-      out: tarPath,
-      tar: true,
-    });
-    plain = await readFile(tarPath);
+    const patchSo = await compileFixture("c/compute_patch.c", ["-O1", "-shared", "-fPIC"]);
+    // makeBundle leaves the archive at <tmp>/good.tar.
+    plain = await makeBundle(tmp, "good", { buildId: "00ff00ff" }, patchSo);
   });
   after(async () => {
     await rm(tmp, { recursive: true, force: true });
