@@ -1,6 +1,7 @@
 /** The rollout engine's outside world, its outcomes, and what each step handler is given. */
+
+import type { AgentApi } from "../agents/index.js";
 import type { ClusterView } from "../cluster/index.js";
-import type { AgentApi } from "./agents.js";
 import type { BundleArchive } from "./bundle_archive.js";
 import type { RolloutError } from "./errors.js";
 import type { RolloutEventBody } from "./events.js";

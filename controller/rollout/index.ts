@@ -1,5 +1,4 @@
 /** Public face of rollouts: plans, the engine, state in KV, and the runner the CLI uses. */
-export { type AgentApi, AgentPool } from "./agents.js";
 export { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
 export { formatDuration, parseDuration } from "./duration.js";
 export { RolloutEngine } from "./engine.js";

@@ -4,9 +4,9 @@
  */
 import { hostname, userInfo } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { AgentPool } from "../agents/index.js";
 import { ClusterView } from "../cluster/index.js";
 import { connectNats } from "../cluster/nats.js";
-import { AgentPool } from "./agents.js";
 import { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
 import { RolloutEngine } from "./engine.js";
 import type { RolloutOutcome } from "./engine_types.js";
