@@ -58,21 +58,25 @@ export async function serverCredentials(sec: GrpcSecurity): Promise<Creds> {
   return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true);
 }
 
+/** A call's context as the transport keeps it: the deadline, and what to put in the reply's `audit_error`. */
+type TransportContext = CallContext & { deadlineAt: number; done(): void; auditError(): string };
+
 /** A signal that fires at the call's deadline (or the default) and when the client cancels. */
-function contextOf(
-  call: ServerSurfaceCall,
-  actor: string,
-  fallbackMs: number,
-): CallContext & { deadlineAt: number; done(): void } {
+function contextOf(call: ServerSurfaceCall, actor: string, fallbackMs: number): TransportContext {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
   const cancel = new AbortController();
   const deadline = deadlineSignal(at - Date.now(), cancel.signal);
   const onCancel = () => cancel.abort(new AgentError("ECANCELLED", "the client cancelled the call"));
   call.once("cancelled", onCancel);
+  let auditError = "";
   return {
     actor,
     signal: deadline.signal,
+    auditFailed: (err) => {
+      auditError = `[${err.code}] ${err.message}`;
+    },
+    auditError: () => auditError,
     deadlineAt: at,
     done: () => {
       call.removeListener("cancelled", onCancel);
@@ -105,15 +109,20 @@ function admitted(
   return null;
 }
 
+/** What every unary method's handler is made from: the method's name (for authorisation) and its kind of deadline. */
+interface Guard {
+  svc: AgentService;
+  roles: GrpcRoles;
+}
+
 function unary<Req, Res>(
-  svc: AgentService,
-  roles: GrpcRoles,
+  g: Guard,
   method: string,
   kind: keyof typeof defaultDeadlineMs,
-  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+  fn: (req: Req, ctx: TransportContext) => Promise<Res>,
 ) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
-    const actor = admitted(svc, roles, method, call, (err) => cb(err));
+    const actor = admitted(g.svc, g.roles, method, call, (err) => cb(err));
     if (actor === null) return;
     const ctx = contextOf(call, actor, defaultDeadlineMs[kind]);
     fn(call.request, ctx).then(
@@ -171,17 +180,29 @@ async function* chunksOf(
 
 /** The AgentService implementation for grpc-js; every method first checks the caller's role (authorize.ts). */
 export function grpcHandlers(svc: AgentService, roles: GrpcRoles): AgentServiceServer {
+  const g: Guard = { svc, roles };
   return {
-    info: unary(svc, roles, "info", "quick", async () => svc.info()),
-    listProcesses: unary(svc, roles, "listProcesses", "quick", async (req, ctx) => ({
+    info: unary(g, "info", "quick", async () => svc.info()),
+    listProcesses: unary(g, "listProcesses", "quick", async (req, ctx) => ({
       processes: await svc.listProcesses(req.selector ?? {}, ctx),
     })),
-    apply: unary(svc, roles, "apply", "patch", async (req, ctx) => ({ results: await svc.apply(req, ctx) })),
-    revert: unary(svc, roles, "revert", "patch", async (req, ctx) => ({ results: await svc.revert(req, ctx) })),
-    status: unary(svc, roles, "status", "quick", async (_req, ctx) => svc.status(ctx)),
-    switchover: unary(svc, roles, "switchover", "patch", async (req, ctx) => {
+    // A reply is what was done; audit_error says when its audit record is not written yet.
+    apply: unary(g, "apply", "patch", async (req, ctx) => {
+      const results = await svc.apply(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
+    revert: unary(g, "revert", "patch", async (req, ctx) => {
+      const results = await svc.revert(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
+    status: unary(g, "status", "quick", async (_req, ctx) => svc.status(ctx)),
+    switchover: unary(g, "switchover", "patch", async (req, ctx) => {
       const r = await svc.switchover(req.targetRole, req.requestedBy, ctx);
-      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role) };
+      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role), auditError: ctx.auditError() };
+    }),
+    deleteBundle: unary(g, "deleteBundle", "quick", async (req, ctx) => {
+      const r = await svc.deleteBundle(req.bundleId, req.requestedBy, ctx);
+      return { ...r, auditError: ctx.auditError() };
     }),
     stageBundle: (call: ServerReadableStream<StageBundleRequest, never>, cb) => {
       const actor = admitted(svc, roles, "stageBundle", call, (err) => cb(err));
@@ -197,11 +218,12 @@ export function grpcHandlers(svc: AgentService, roles: GrpcRoles): AgentServiceS
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;
-        return svc.stageBundle(
+        const r = await svc.stageBundle(
           { bundleId: h.bundleId, size: h.size, sha256: h.sha256 },
           chunksOf(it, ctx.deadlineAt, () => call.cancelled),
           ctx,
         );
+        return { ...r, auditError: ctx.auditError() };
       };
       work().then(
         (res) => {

@@ -1,6 +1,6 @@
 /** What a drill is asked to do and what it reports. */
+import type { AgentSecurity } from "../agents/index.js";
 import type { NatsTarget } from "../cluster/index.js";
-import type { AgentSecurity } from "../rollout/plan_types.js";
 
 /** A graceful swap of roles, or the crash of the active node. */
 export type DrillKind = "switchover" | "failover";
