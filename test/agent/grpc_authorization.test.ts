@@ -141,7 +141,7 @@ describe("gRPC authorisation by client certificate role", () => {
     stream.cancel();
   });
 
-  it("a viewer may change nothing: stage, apply, revert and switchover are refused and audited", async () => {
+  it("a viewer may change nothing: stage, apply, revert, switchover and delete are refused and audited", async () => {
     const c = await clientAs("grafana");
     await assert.rejects(call(c, c.apply, ApplyRequest.fromPartial({ bundleId: "b", selector: { pid: 1 } })), denied);
     await refusalAudited("grafana", "apply", /grafana is a viewer; apply needs one of the roles operator, controller/);
@@ -151,6 +151,8 @@ describe("gRPC authorisation by client certificate role", () => {
     await refusalAudited("grafana", "switchover", /viewer/);
     await assert.rejects(stage(c, "b", Buffer.from("not a bundle")), denied);
     await refusalAudited("grafana", "stageBundle", /viewer/);
+    await assert.rejects(call(c, c.deleteBundle, { bundleId: "b", requestedBy: "t" }), denied);
+    await refusalAudited("grafana", "deleteBundle", /viewer/);
   });
 
   it("operator and controller may switch over (and read)", async () => {
