@@ -109,7 +109,9 @@ for (const variant of variants) {
 
     it("the process shows the patch mapping and the state descriptor in /proc/PID/maps", async () => {
       const text = await maps(target.pid);
-      assert.ok(text.includes(patchSo), "patch.so is mapped file-backed");
+      // Handed over as a sealed memfd, never opened by path inside the target's root.
+      assert.match(text, /\/memfd:hotpatch-patch-fix-compute \(deleted\)/);
+      assert.ok(!text.includes(patchSo), "the target never opened patch.so by its path");
       assert.match(text, /\/memfd:hotpatch-state/);
       const [rec] = await listPatches(target.pid);
       assert.equal(rec?.id, "fix-compute");
