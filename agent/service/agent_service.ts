@@ -3,7 +3,8 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
-import { readTargetObjects } from "../../native/index.js";
+import { executableId, type FileId, mapsDevice } from "../../common/index.js";
+import { readMaps, readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
   type Event,
@@ -145,7 +146,7 @@ export class AgentService {
       signal?.throwIfAborted();
       if (pid === process.pid) continue;
       const p = await readProcess(pid);
-      if (!p || !this.d.allow.allows(p.exePath)) continue;
+      if (!p || !(await this.d.allow.allowsIn(pid, p.exePath, await executableId(pid)))) continue;
       seen.add(pid);
       const patches = toProcessPatches(pid, await this.readPatches(pid));
       if (patches.length > 0) this.states.set(pid, patches);
@@ -203,11 +204,11 @@ export class AgentService {
   private async targetFile(
     p: ProcessFacts,
     bundle: VerifiedBundle,
-  ): Promise<{ file: string } | { code: string; message: string }> {
+  ): Promise<{ file: string; id: FileId | null } | { code: string; message: string }> {
     const t = bundle.manifest.target;
     if (t.kind === "executable") {
       const id = await this.d.ids.forProcess(p.pid);
-      if (id === t.buildId) return { file: p.exePath };
+      if (id === t.buildId) return { file: p.exePath, id: await executableId(p.pid) };
       return {
         code: "EBUILDID",
         message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}; bundle ${bundle.id} is for build-id ${t.buildId}`,
@@ -217,7 +218,10 @@ export class AgentService {
     // than the file now at the same path.
     const objects = (await readTargetObjects(p.pid).catch(() => null))?.objects ?? [];
     const lib = objects.find((o) => !o.executable && o.buildId === t.buildId);
-    if (lib) return { file: lib.path };
+    if (lib) {
+      const mapping = (await readMaps(p.pid).catch(() => [])).find((m) => m.start === lib.start);
+      return { file: lib.path, id: mapping ? { dev: mapsDevice(mapping.dev), ino: mapping.inode } : null };
+    }
     const named = t.path ? objects.find((o) => o.path === t.path) : undefined;
     return {
       code: "EBUILDID",
@@ -233,10 +237,11 @@ export class AgentService {
     bundle: VerifiedBundle,
     op: string,
   ): Promise<{ targets: ProcessFacts[]; skipped: ProcessResult[] }> {
-    const found = await mapLimit(procs, parallelism, async (p) => ({ p, t: await this.targetFile(p, bundle) }));
-    const denied = found.flatMap(({ p, t }) =>
-      "file" in t && !this.d.allow.allows(t.file) ? [`${p.pid} (${t.file})`] : [],
-    );
+    const found = await mapLimit(procs, parallelism, async (p) => {
+      const t = await this.targetFile(p, bundle);
+      return { p, t, allowed: "file" in t && (await this.d.allow.allowsIn(p.pid, t.file, t.id)) };
+    });
+    const denied = found.flatMap(({ p, t, allowed }) => ("file" in t && !allowed ? [`${p.pid} (${t.file})`] : []));
     if (denied.length > 0) {
       throw new AgentError(
         "ENOT_ALLOWED",
@@ -510,7 +515,7 @@ export class AgentService {
       let r: ProcessResult;
       if (!("file" in target))
         r = { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: target.code, message: target.message, pauseUs: 0 };
-      else if (!this.d.allow.allows(target.file)) {
+      else if (!(await this.d.allow.allowsIn(pid, target.file, target.id))) {
         r = {
           pid,
           outcome: Outcome.OUTCOME_SKIPPED,

@@ -47,6 +47,11 @@ export async function compileFixture(
   return out;
 }
 
+/** What a target's maps show for the memfd the engine hands patch `id` over in (native/src/engine/patch_delivery.cc). */
+export function patchMemfdPath(id: string): string {
+  return `/memfd:hotpatch-patch-${id} (deleted)`;
+}
+
 /** Runs a command and returns its stdout. */
 export async function runTool(cmd: string, args: string[]): Promise<string> {
   const { stdout } = await execFileAsync(cmd, args, { maxBuffer: 64 * 1024 * 1024 });

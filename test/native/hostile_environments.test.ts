@@ -22,7 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { applyPatch, EngineError, listPatches, revertPatch } from "../../native/index.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 async function b(t: RunningFixture): Promise<number> {
   await t.nextLine(/^answers /);
@@ -115,7 +115,7 @@ describe("a target in a root of its own whose /tmp is a symlink to a host folder
     });
     assert.equal(r.patch.soPath, "/memfd:hotpatch-patch-ns");
     assert.equal(await b(target), 901);
-    assert.match(await readFile(`/proc/${target.pid}/maps`, "utf8"), /\/memfd:hotpatch-patch-ns \(deleted\)/);
+    assert.ok((await readFile(`/proc/${target.pid}/maps`, "utf8")).includes(patchMemfdPath("ns")));
     assert.equal(await readFile(victim, "utf8"), victimBytes);
     assert.equal((await stat(victim)).mode & 0o7777, 0o600);
     assert.deepEqual(await readdir(hostDir), ["hotpatch-ns.so"]);
