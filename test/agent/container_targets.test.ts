@@ -1,11 +1,12 @@
 /**
  * A container's paths are its own: a process in another mount namespace whose executable sits at
- * the very path the agent's allow-list names (a copy of the same build, in the container's root)
+ * the very path the agent's allow-list names (a copy of the same build, in the container's root,
+ * which /proc/PID/exe shows under exactly that path)
  * is neither selected by that path nor allowed by it. The agent patches the host's process and
  * refuses the container's, which keeps running its old code.
  */
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
@@ -50,22 +51,25 @@ describe("a container whose executable has the allow-listed path", () => {
     nats = await startNatsServer();
     binary = await compileFixture("c/patch_target.c", ["-O2", "-g", "-fPIE", "-pie", "-pthread"]);
     const patchSo = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC", "-fcf-protection=full"]);
-    // The container's root: /usr bound in, and its own copy of the binary at the host's path.
-    const root = path.join(tmp.dir, "root");
-    await mkdir(path.join(root, "usr"), { recursive: true });
-    for (const l of ["bin", "lib", "lib64"]) await symlink(`usr/${l}`, path.join(root, l));
-    await mkdir(path.join(root, path.dirname(binary)), { recursive: true });
-    await copyFile(binary, path.join(root, binary));
-    await chmod(path.join(root, binary), 0o755);
     host = await startFixture(binary, ["2"]);
-    contained = await startFixture("unshare", [
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `mount --bind /usr ${root}/usr && exec chroot ${root} ${binary} 2`,
-    ]);
+    // A container's root as Docker makes one: a file system mounted only in its own mount
+    // namespace, made its root by pivot_root with the old root detached, so that its paths, as
+    // the host reads them in /proc/PID/exe and maps, are bare names inside it: the binary's copy
+    // there shows the host's path exactly. /usr is bound in for the libraries.
+    const root = path.join(tmp.dir, "root");
+    await mkdir(root);
+    const copy = path.join(tmp.dir, "copy");
+    await copyFile(binary, copy);
+    const setup = [
+      `mount -t tmpfs none ${root}`,
+      `mkdir -p ${root}/usr ${root}/old ${root}/proc ${root}${path.dirname(binary)}`,
+      `mount --bind /usr ${root}/usr`,
+      `ln -s usr/bin ${root}/bin && ln -s usr/lib ${root}/lib && ln -s usr/lib64 ${root}/lib64`,
+      `cp ${copy} ${root}${binary}`,
+      `cd ${root} && pivot_root . old`,
+      `exec chroot . sh -c 'mount -t proc proc /proc && umount -l /old && exec ${binary} 2'`,
+    ].join(" && ");
+    contained = await startFixture("unshare", ["--mount", "--propagation", "private", "sh", "-c", setup]);
     const configFile = path.join(tmp.dir, "agent.yaml");
     await writeFile(
       configFile,
@@ -116,12 +120,9 @@ describe("a container whose executable has the allow-listed path", () => {
     });
 
   it("the container's process really shows the allow-listed path, as a file of its own", async () => {
-    assert.notEqual(
-      await readFile(`/proc/${contained.pid}/mountinfo`, "utf8"),
-      await readFile("/proc/self/mountinfo", "utf8"),
-    );
-    const exe = await readFile(`/proc/${contained.pid}/maps`, "utf8");
-    assert.ok(exe.includes(binary), "its maps name the host's path");
+    assert.equal(await readlink(`/proc/${contained.pid}/exe`), binary, "its executable shows the host's path");
+    const [theirs, ours] = [await stat(`/proc/${contained.pid}/exe`), await stat(binary)];
+    assert.notEqual(`${theirs.dev}:${theirs.ino}`, `${ours.dev}:${ours.ino}`, "but it is another file");
   });
 
   it("selecting by that path patches the host's process only", async () => {
