@@ -112,13 +112,15 @@ describe("a target in a root of its own whose /tmp is a symlink to a host folder
       id: "ns",
       soPath: patch,
       functions: [{ symbol: "stacked_statics_b.c:helper", replacement: "helper_v2" }],
-    });
-    assert.equal(r.patch.soPath, "/memfd:hotpatch-patch-ns");
-    assert.equal(await b(target), 901);
-    assert.ok((await readFile(`/proc/${target.pid}/maps`, "utf8")).includes(patchMemfdPath("ns")));
+    }).catch((err: unknown) => err);
+    // First the host: whatever the engine answered, nothing of ours was written through the trap.
     assert.equal(await readFile(victim, "utf8"), victimBytes);
     assert.equal((await stat(victim)).mode & 0o7777, 0o600);
     assert.deepEqual(await readdir(hostDir), ["hotpatch-ns.so"]);
+    assert.ok(!(r instanceof Error), `the patch is applied: ${String(r)}`);
+    assert.equal((r as Awaited<ReturnType<typeof applyPatch>>).patch.soPath, "/memfd:hotpatch-patch-ns");
+    assert.equal(await b(target), 901);
+    assert.ok((await readFile(`/proc/${target.pid}/maps`, "utf8")).includes(patchMemfdPath("ns")));
     await revertPatch(target.pid, "ns", { unload: true });
     assert.deepEqual(await listPatches(target.pid), []);
     assert.equal(await b(target), 201);
