@@ -1,3 +1,5 @@
+import { CodedError } from "../common/index.js";
+
 /** Stable codes of engine failures. Operators and scripts match on these, never on messages. */
 export const engineErrorCodes = [
   /** The ELF file could not be opened (missing, unreadable). */
@@ -44,8 +46,6 @@ export const engineErrorCodes = [
   "ECODE_CHANGED",
   /** No free address range for the patch. */
   "ENOSPACE",
-  /** The patch could not be made visible inside the target's mount namespace. */
-  "EMOUNT_NS",
   /** The target has no dynamic loader to dlopen a patch with (a static program). */
   "EUNSUPPORTED_LOADER",
   /** The target's dynamic loader refused the patch (dlerror's message says why). */
@@ -54,9 +54,11 @@ export const engineErrorCodes = [
   "ESECCOMP",
   /** A system call the engine ran inside the target failed. */
   "EINJECT",
+  /** An injected call did not return within the engine's limit (10 s); it was interrupted. */
+  "EINJECT_TIMEOUT",
   /** Reading or writing the target's memory failed. */
   "EMEMORY",
-  /** The target's hotpatch-state mapping is not in a format this version reads. */
+  /** The target's hotpatch-state mapping is not one hotpatch wrote: another format, or a count, enum or address out of bounds (forged or corrupt); nothing was touched. */
   "EBAD_DESCRIPTOR",
   /** The process carries the maximum number of patches. */
   "ETOO_MANY_PATCHES",
@@ -81,16 +83,8 @@ export interface EngineErrorContext {
 }
 
 /** A failure of the native engine, with a stable code and what it was working on. */
-export class EngineError extends Error {
+export class EngineError extends CodedError<EngineErrorCode, EngineErrorContext> {
   override readonly name = "EngineError";
-  readonly code: EngineErrorCode;
-  readonly context: EngineErrorContext;
-
-  constructor(code: EngineErrorCode, message: string, context: EngineErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 
   /** Wraps a rejection of the addon (an Error with a `code` string) into an EngineError. */
   static from(err: unknown, context: EngineErrorContext = {}): EngineError {
