@@ -56,6 +56,8 @@ export const engineErrorCodes = [
   "EINJECT",
   /** An injected call did not return within the engine's limit (10 s); it was interrupted. */
   "EINJECT_TIMEOUT",
+  /** The objects of a process could not be read to unwind its threads (the safety check then scans conservatively). */
+  "EUNWIND",
   /** Reading or writing the target's memory failed. */
   "EMEMORY",
   /** The target's hotpatch-state mapping is not one hotpatch wrote: another format, or a count, enum or address out of bounds (forged or corrupt); nothing was touched. */

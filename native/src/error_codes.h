@@ -33,6 +33,7 @@ inline constexpr const char* kErrorCodes[] = {
     "ESECCOMP",
     "EINJECT",
     "EINJECT_TIMEOUT",
+    "EUNWIND",
     "EMEMORY",
     "EBAD_DESCRIPTOR",
     "ETOO_MANY_PATCHES",

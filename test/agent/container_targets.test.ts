@@ -6,7 +6,7 @@
  * refuses the container's, which keeps running its old code.
  */
 import assert from "node:assert/strict";
-import { copyFile, mkdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
+import { readFile, readlink, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
@@ -21,7 +21,7 @@ import {
   startCliAgent,
   tempDir,
 } from "../helpers/agent_harness.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, type RunningFixture, startContained, startFixture } from "../helpers/fixtures.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
 
 const selector = (s: Partial<ProcessSelector>): ProcessSelector => ({
@@ -52,24 +52,7 @@ describe("a container whose executable has the allow-listed path", () => {
     binary = await compileFixture("c/patch_target.c", ["-O2", "-g", "-fPIE", "-pie", "-pthread"]);
     const patchSo = await compileFixture("c/patch_compute.c", ["-O2", "-shared", "-fPIC", "-fcf-protection=full"]);
     host = await startFixture(binary, ["2"]);
-    // A container's root as Docker makes one: a file system mounted only in its own mount
-    // namespace, made its root by pivot_root with the old root detached, so that its paths, as
-    // the host reads them in /proc/PID/exe and maps, are bare names inside it: the binary's copy
-    // there shows the host's path exactly. /usr is bound in for the libraries.
-    const root = path.join(tmp.dir, "root");
-    await mkdir(root);
-    const copy = path.join(tmp.dir, "copy");
-    await copyFile(binary, copy);
-    const setup = [
-      `mount -t tmpfs none ${root}`,
-      `mkdir -p ${root}/usr ${root}/old ${root}/proc ${root}${path.dirname(binary)}`,
-      `mount --bind /usr ${root}/usr`,
-      `ln -s usr/bin ${root}/bin && ln -s usr/lib ${root}/lib && ln -s usr/lib64 ${root}/lib64`,
-      `cp ${copy} ${root}${binary}`,
-      `cd ${root} && pivot_root . old`,
-      `exec chroot . sh -c 'mount -t proc proc /proc && umount -l /old && exec ${binary} 2'`,
-    ].join(" && ");
-    contained = await startFixture("unshare", ["--mount", "--propagation", "private", "sh", "-c", setup]);
+    contained = await startContained(tmp.dir, binary, ["2"], [binary]);
     const configFile = path.join(tmp.dir, "agent.yaml");
     await writeFile(
       configFile,

@@ -3,7 +3,6 @@ import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle } from "../../../bundle/index.js";
 import { CodedError, codeOf } from "../../../common/index.js";
 import { applyPatchToMany, type Consistency } from "../../../native/index.js";
-import { keepPatchFile } from "../../local/patch_store.js";
 import { groupByExecutable, mappedLibrary } from "../../local/processes.js";
 import { countOutcomes, type ProcessOutcome } from "../../local/run_each.js";
 import { ExitCode } from "../exit_codes.js";
@@ -87,7 +86,7 @@ async function run(bundlePath: string, opts: ApplyOptions, out: Output): Promise
       ok,
       {
         id: bundle.manifest.id,
-        soPath: await keepPatchFile(bundle.soPath, bundle.manifest.id, bundle.manifest.sha256),
+        soPath: bundle.soPath, // copied into each target's own memfd: nothing needs to outlive the command
         functions: bundle.manifest.functions,
         // "auto" left in a hand-written manifest: the mmap loader handles C and C++ alike.
         loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
