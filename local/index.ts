@@ -1,4 +1,3 @@
-/** Public face of the local commands' parts (`apply`, `revert`, `ps` on this host): selecting processes, per-process outcomes, kept patch files. */
-export { defaultPatchDir, keepPatchFile } from "./patch_store.js";
+/** Public face of the local commands' parts (`apply`, `revert`, `ps` on this host): selecting processes, per-process outcomes (no patch file is kept: each target gets its own memfd). */
 export { groupByExecutable, mappedLibrary, pidsMappingLibrary, pidsOfExecutable } from "./processes.js";
 export { type AppliedFunction, countOutcomes, type OutcomeCounts, type ProcessOutcome, runEach } from "./run_each.js";

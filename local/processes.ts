@@ -1,6 +1,7 @@
 /** Finding local processes to patch: by pid, every process of one executable, or of one library. */
 import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
+import { mapsDevice, sharesOurMounts } from "../common/index.js";
 import { type MappedObject, readTargetObjects } from "../native/index.js";
 
 async function allPids(): Promise<number[]> {
@@ -45,23 +46,26 @@ async function libraryName(libPath: string): Promise<LibraryName> {
 
 /**
  * Paths (as the process sees them, without " (deleted)") under which process `pid` maps the library
- * `lib`: the very file there now (device and inode, checked through the process's own root), or
- * whatever it still maps under that path after the file there was replaced or deleted.
+ * `lib`: the very file there now (device and inode as the maps show them), or, for a process of our
+ * own mount namespace, whatever it still maps under that path after the file there was replaced or
+ * deleted. A process in another mount namespace (a container) names its own files: its /x is ours
+ * only when it is the same file.
  */
 async function pathsMapping(pid: number, lib: LibraryName): Promise<string[]> {
   const maps = await readFile(`/proc/${pid}/maps`, "utf8").catch(() => "");
   const found = new Set<string>();
+  let ourMounts: boolean | undefined;
   for (const line of maps.split("\n")) {
     // Columns: range perms offset dev inode path; the path may hold spaces.
-    const m = /^\S+ \S+ \S+ \S+ (\d+)\s+(\/.*)$/.exec(line);
-    if (!m?.[1] || !m[2]) continue;
-    const p = m[2].endsWith(deletedSuffix) ? m[2].slice(0, -deletedSuffix.length) : m[2];
+    const m = /^\S+ \S+ \S+ (\S+) (\d+)\s+(\/.*)$/.exec(line);
+    if (!m?.[1] || !m[2] || !m[3]) continue;
+    const p = m[3].endsWith(deletedSuffix) ? m[3].slice(0, -deletedSuffix.length) : m[3];
     if (found.has(p)) continue;
-    if (p === lib.path) {
+    if (lib.file && mapsDevice(m[1]) === lib.file.dev && Number(m[2]) === lib.file.ino) {
       found.add(p);
-    } else if (lib.file && Number(m[1]) === lib.file.ino) {
-      const s = await stat(`/proc/${pid}/root${p}`).catch(() => null);
-      if (s && s.dev === lib.file.dev && s.ino === lib.file.ino) found.add(p);
+    } else if (p === lib.path) {
+      ourMounts ??= await sharesOurMounts(pid);
+      if (ourMounts) found.add(p);
     }
   }
   return [...found];

@@ -82,7 +82,7 @@ export interface PatchRecord {
   id: string;
   /** Current state. */
   state: PatchState;
-  /** Path the patch was mapped from (as the target sees it). */
+  /** What the target mapped the patch from: its memfd (`/memfd:hotpatch-patch-ID`), or for the dlopen loader the `/proc/self/fd/N` name its ld.so keeps. */
   soPath: string;
   /** First address of the patch's mappings. */
   base: bigint;

@@ -46,8 +46,6 @@ export const engineErrorCodes = [
   "ECODE_CHANGED",
   /** No free address range for the patch. */
   "ENOSPACE",
-  /** The patch could not be made visible inside the target's mount namespace. */
-  "EMOUNT_NS",
   /** The target has no dynamic loader to dlopen a patch with (a static program). */
   "EUNSUPPORTED_LOADER",
   /** The target's dynamic loader refused the patch (dlerror's message says why). */
@@ -56,9 +54,13 @@ export const engineErrorCodes = [
   "ESECCOMP",
   /** A system call the engine ran inside the target failed. */
   "EINJECT",
+  /** An injected call did not return within the engine's limit (10 s); it was interrupted. */
+  "EINJECT_TIMEOUT",
+  /** The objects of a process could not be read to unwind its threads (the safety check then scans conservatively). */
+  "EUNWIND",
   /** Reading or writing the target's memory failed. */
   "EMEMORY",
-  /** The target's hotpatch-state mapping is not in a format this version reads. */
+  /** The target's hotpatch-state mapping is not one hotpatch wrote: another format, or a count, enum or address out of bounds (forged or corrupt); nothing was touched. */
   "EBAD_DESCRIPTOR",
   /** The process carries the maximum number of patches. */
   "ETOO_MANY_PATCHES",

@@ -1,5 +1,6 @@
 /** Finds processes in /proc and matches them against selectors. Reads only; never touches a process. */
 import { readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
+import { executableId, mapsDevice, pathMeansOurs } from "../../common/index.js";
 import { readBuildId, readMaps } from "../../native/index.js";
 import { AgentError } from "../errors.js";
 import type { ProcessFacts, Selector } from "./types.js";
@@ -132,7 +133,13 @@ async function resolvePath(p: string | undefined): Promise<string | undefined> {
 /** Does process `p` match `sel`? Cheap checks first; build-id and maps only when asked for. */
 export async function matches(p: ProcessFacts, sel: Selector, ids: BuildIdCache): Promise<boolean> {
   if (sel.pid && p.pid !== sel.pid) return false;
-  if (sel.exePath && p.exePath !== sel.exePath) return false;
+  // A path is a name in the process's own mount namespace: a container's /x is not our /x.
+  if (
+    sel.exePath &&
+    (p.exePath !== sel.exePath || !(await pathMeansOurs(p.pid, p.exePath, await executableId(p.pid))))
+  ) {
+    return false;
+  }
   if (
     sel.cgroup &&
     !(p.cgroup === sel.cgroup || p.cgroup.startsWith(sel.cgroup.endsWith("/") ? sel.cgroup : `${sel.cgroup}/`))
@@ -145,7 +152,12 @@ export async function matches(p: ProcessFacts, sel: Selector, ids: BuildIdCache)
       const maps = await readMaps(p.pid);
       // " (deleted)": it still maps an older build of that library (replaced on disk since).
       const wanted = [sel.libraryPath, `${sel.libraryPath} (deleted)`];
-      if (!maps.some((m) => wanted.includes(m.path))) return false;
+      const named = maps.filter((m) => wanted.includes(m.path));
+      const lib = sel.libraryPath;
+      const ours = await Promise.all(
+        named.map((m) => pathMeansOurs(p.pid, lib, { dev: mapsDevice(m.dev), ino: m.inode })),
+      );
+      if (!ours.includes(true)) return false;
     } catch {
       return false;
     }

@@ -4,8 +4,8 @@
  */
 import { hostname } from "node:os";
 import { patchSpecOf } from "../../bundle/index.js";
-import { codeOf } from "../../common/index.js";
-import { readTargetObjects } from "../../native/index.js";
+import { codeOf, executableId, type FileId, mapsDevice } from "../../common/index.js";
+import { readMaps, readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
   type DeleteBundleResponse,
@@ -159,7 +159,7 @@ export class AgentService {
       signal?.throwIfAborted();
       if (pid === process.pid) continue;
       const p = await readProcess(pid);
-      if (!p || !this.d.allow.allows(p.exePath)) continue;
+      if (!p || !(await this.d.allow.allowsIn(pid, p.exePath, await executableId(pid)))) continue;
       seen.add(pid);
       const patches = toProcessPatches(pid, await this.readPatches(pid));
       if (patches.length > 0) this.states.set(pid, patches);
@@ -217,11 +217,11 @@ export class AgentService {
   private async targetFile(
     p: ProcessFacts,
     bundle: VerifiedBundle,
-  ): Promise<{ file: string } | { code: string; message: string }> {
+  ): Promise<{ file: string; id: FileId | null } | { code: string; message: string }> {
     const t = bundle.manifest.target;
     if (t.kind === "executable") {
       const id = await this.d.ids.forProcess(p.pid);
-      if (id === t.buildId) return { file: p.exePath };
+      if (id === t.buildId) return { file: p.exePath, id: await executableId(p.pid) };
       return {
         code: "EBUILDID",
         message: `process ${p.pid} runs ${p.exePath} with build-id ${id ?? "(none)"}; bundle ${bundle.id} is for build-id ${t.buildId}`,
@@ -231,7 +231,10 @@ export class AgentService {
     // than the file now at the same path.
     const objects = (await readTargetObjects(p.pid).catch(() => null))?.objects ?? [];
     const lib = objects.find((o) => !o.executable && o.buildId === t.buildId);
-    if (lib) return { file: lib.path };
+    if (lib) {
+      const mapping = (await readMaps(p.pid).catch(() => [])).find((m) => m.start === lib.start);
+      return { file: lib.path, id: mapping ? { dev: mapsDevice(mapping.dev), ino: mapping.inode } : null };
+    }
     const named = t.path ? objects.find((o) => o.path === t.path) : undefined;
     return {
       code: "EBUILDID",
@@ -247,10 +250,11 @@ export class AgentService {
     bundle: VerifiedBundle,
     op: string,
   ): Promise<{ targets: ProcessFacts[]; skipped: ProcessResult[] }> {
-    const found = await mapLimit(procs, parallelism, async (p) => ({ p, t: await this.targetFile(p, bundle) }));
-    const denied = found.flatMap(({ p, t }) =>
-      "file" in t && !this.d.allow.allows(t.file) ? [`${p.pid} (${t.file})`] : [],
-    );
+    const found = await mapLimit(procs, parallelism, async (p) => {
+      const t = await this.targetFile(p, bundle);
+      return { p, t, allowed: "file" in t && (await this.d.allow.allowsIn(p.pid, t.file, t.id)) };
+    });
+    const denied = found.flatMap(({ p, t, allowed }) => ("file" in t && !allowed ? [`${p.pid} (${t.file})`] : []));
     if (denied.length > 0) {
       throw new AgentError(
         "ENOT_ALLOWED",
@@ -574,7 +578,7 @@ export class AgentService {
       const target = await this.targetFile(p, bundle);
       let r: ProcessResult;
       if (!("file" in target)) r = skippedResult(pid, target.code, target.message);
-      else if (!this.d.allow.allows(target.file))
+      else if (!(await this.d.allow.allowsIn(pid, target.file, target.id)))
         r = skippedResult(pid, "ENOT_ALLOWED", `${target.file} is not on the allow-list`);
       else {
         r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);

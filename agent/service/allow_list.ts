@@ -1,5 +1,10 @@
-/** The allow-list of executables and libraries this agent may patch: exact paths, or folders ending in `/`. */
+/**
+ * The allow-list of executables and libraries this agent may patch: exact paths, or folders ending
+ * in `/`. Entries are the agent's own paths: a file of a process in another mount namespace (a
+ * container's /x) is allowed only when it is the very file (device, inode) at that path here.
+ */
 import { realpath } from "node:fs/promises";
+import { type FileId, pathMeansOurs } from "../../common/index.js";
 
 export class AllowList {
   private constructor(private readonly entries: string[]) {}
@@ -16,8 +21,13 @@ export class AllowList {
     return new AllowList([...out]);
   }
 
-  /** Whether `file` (an absolute, resolved path) may be patched. */
+  /** Whether `file` (an absolute, resolved path in the agent's own file system) may be patched. */
   allows(file: string): boolean {
     return this.entries.some((e) => (e.endsWith("/") ? file.startsWith(e) : file === e));
+  }
+
+  /** Whether `file`, which process `pid` shows as its executable or a mapped object `id`, may be patched there. */
+  async allowsIn(pid: number, file: string, id: FileId | null): Promise<boolean> {
+    return this.allows(file) && (await pathMeansOurs(pid, file, id));
   }
 }

@@ -2,13 +2,7 @@
 import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle, patchSpecOf } from "../../bundle/index.js";
 import { CodedError, codeOf } from "../../common/index.js";
-import {
-  countOutcomes,
-  groupByExecutable,
-  keepPatchFile,
-  mappedLibrary,
-  type ProcessOutcome,
-} from "../../local/index.js";
+import { countOutcomes, groupByExecutable, mappedLibrary, type ProcessOutcome } from "../../local/index.js";
 import { applyPatchToMany, type Consistency } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
@@ -89,7 +83,7 @@ async function run(bundlePath: string, opts: ApplyOptions, out: Output): Promise
     const { ok, skipped } = await eligible(bundle, await resolveTargets(opts), opts.lib);
     const applied = await applyPatchToMany(
       ok,
-      patchSpecOf(bundle.manifest, await keepPatchFile(bundle.soPath, bundle.manifest.id, bundle.manifest.sha256)),
+      patchSpecOf(bundle.manifest, bundle.soPath), // copied into each target's own memfd: nothing outlives the command
       {
         parallel: opts.parallel ?? 4,
         ...(opts.consistency ? { consistency: opts.consistency } : {}),

@@ -10,6 +10,7 @@
 
 #include "engine_error.h"
 #include "fd.h"
+#include "safe_open.h"
 
 namespace hotpatch {
 namespace {
@@ -101,10 +102,7 @@ void ReadGotSlots(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, std::vector<Elf
 }  // namespace
 
 ElfInfo ReadElfFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
-  }
+  const UniqueFd fd = OpenRegularFile(path);
   return ReadElfFd(fd.get(), path);
 }
 
@@ -183,10 +181,7 @@ ElfInfo ReadElfFd(int fd, const std::string& path) {
 }
 
 std::optional<std::string> ReadBuildIdFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
-  }
+  const UniqueFd fd = OpenRegularFile(path);
   if (elf_version(EV_CURRENT) == EV_NONE) throw EngineError("EBAD_ELF", "libelf is unusable");
   ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF) ThrowBadElf(path, "not an ELF file");

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -19,6 +20,9 @@
 
 namespace hotpatch {
 namespace {
+
+// The bytes an exec event needs (the union grows with newer event kinds; older kernels send less).
+constexpr size_t kExecEventSize = offsetof(proc_event, event_data) + sizeof(proc_event::event_data.exec);
 
 struct ExecEvent {
   int pid;
@@ -109,12 +113,17 @@ class ExecWatcher : public Napi::ObjectWrap<ExecWatcher> {
         return;
       }
       if (fds[1].revents != 0) return;
-      const ssize_t n = recv(sock_.get(), buf, sizeof buf, 0);
+      sockaddr_nl from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = recvfrom(sock_.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
       if (n <= 0) continue;  // ENOBUFS: the kernel dropped events under load; keep reading
+      // Any local process may unicast to our port id: only port 0 is the kernel.
+      if (from_len != sizeof from || from.nl_family != AF_NETLINK || from.nl_pid != 0) continue;
       int left = static_cast<int>(n);
       for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(cn_msg) + kExecEventSize)) continue;
         auto* cn = static_cast<cn_msg*>(NLMSG_DATA(h));
-        if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC) continue;
+        if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC || cn->len < kExecEventSize) continue;
         auto* ev = reinterpret_cast<proc_event*>(cn->data);
         if (ev->what != proc_event::PROC_EVENT_EXEC) continue;
         if (ev->event_data.exec.process_pid != ev->event_data.exec.process_tgid) continue;

@@ -1,6 +1,5 @@
 /** Runs the built `hotpatch` command as a user would, and returns its exit code and output. */
 import { execFile } from "node:child_process";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -16,13 +15,11 @@ export interface CliResult {
 /** Runs `hotpatch ARGS`, under `launcher` (a command prefix such as `withoutCapabilities(...)`) when given. */
 export function hotpatch(args: string[], options: { launcher?: string[] } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    // Applied patches are kept in a folder of the tests' own, not the host's /var/lib/hotpatch.
-    const env = { ...process.env, HOTPATCH_PATCH_DIR: path.join(os.tmpdir(), "hotpatch-test-patches") };
     const [cmd, ...prefix] = [...(options.launcher ?? []), process.execPath];
     execFile(
       cmd ?? process.execPath,
       [...prefix, hotpatchBin, ...args],
-      { env, maxBuffer: 16 << 20 },
+      { maxBuffer: 16 << 20 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });

@@ -47,6 +47,11 @@ export async function compileFixture(
   return out;
 }
 
+/** What a target's maps show for the memfd the engine hands patch `id` over in (native/src/engine/patch_delivery.cc). */
+export function patchMemfdPath(id: string): string {
+  return `/memfd:hotpatch-patch-${id} (deleted)`;
+}
+
 /** Runs a command and returns its stdout. */
 export async function runTool(cmd: string, args: string[]): Promise<string> {
   const { stdout } = await execFileAsync(cmd, args, { maxBuffer: 64 * 1024 * 1024 });
@@ -146,4 +151,33 @@ export async function startFixture(
       await exited;
     },
   };
+}
+
+/**
+ * Starts `binary ARGS` the way a container runs: in a mount namespace of its own whose root is a
+ * tmpfs only that namespace has (pivot_root, the old root detached), holding copies of `files`
+ * (the binary among them) at their host paths, with the host's /usr bound in for the libraries.
+ * Its paths, as the host reads them in /proc/PID/exe and maps, are then the host's very paths,
+ * naming other files. `scratch` is an empty folder of the caller's for the mount point.
+ */
+export async function startContained(
+  scratch: string,
+  binary: string,
+  args: string[],
+  files: string[],
+): Promise<RunningFixture> {
+  const root = path.join(scratch, "root");
+  const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+  const setup = [
+    `mkdir ${q(root)}`,
+    `mount -t tmpfs none ${q(root)}`,
+    `cd ${q(root)}`,
+    "mkdir -p usr old proc",
+    "mount --bind /usr usr",
+    "ln -s usr/bin bin && ln -s usr/lib lib && ln -s usr/lib64 lib64",
+    ...files.map((f) => `mkdir -p ${q(`.${path.dirname(f)}`)} && cp ${q(f)} ${q(`.${f}`)}`),
+    "pivot_root . old",
+    `exec chroot . sh -c ${q(`mount -t proc proc /proc && umount -l /old && exec "$0" "$@"`)} ${[binary, ...args].map(q).join(" ")}`,
+  ].join(" && ");
+  return startFixture("unshare", ["--mount", "--propagation", "private", "sh", "-c", setup]);
 }

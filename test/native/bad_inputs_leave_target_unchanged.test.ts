@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { PatchFunctionSpec } from "../../native/index.js";
 import { activatePatch, applyPatch, EngineError, listPatches, loadPatch, unloadPatch } from "../../native/index.js";
 import { waitFor } from "../helpers/agent_harness.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 const isCode = (code: string) => (err: unknown) => err instanceof EngineError && err.code === code;
 
@@ -242,7 +242,7 @@ describe("targets that cannot be patched", () => {
       // Killed only once the patch is mapped: the engine is then past loading and waiting for the
       // thread to leave event_loop (a kill before it attached would rightly be ENOPROCESS).
       await waitFor("the patch to be mapped into the target", async () =>
-        (await readFile(`/proc/${busy.pid}/maps`, "utf8")).includes(loopPatch) ? true : undefined,
+        (await readFile(`/proc/${busy.pid}/maps`, "utf8")).includes(patchMemfdPath("e")) ? true : undefined,
       );
       await busy.kill();
       await assert.rejects(applying, isCode("ETARGET_EXITED"));

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { it } from "node:test";
 import { applyPatch, readMaps, revertPatch } from "../../native/index.js";
-import { compileFixture, processState } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, processState } from "../helpers/fixtures.js";
 
 it("patches and reverts targets that are its own children, started and patched at once, and lets them run", {
   timeout: 120_000,
@@ -24,11 +24,11 @@ it("patches and reverts targets that are its own children, started and patched a
       const spec = { id: "child", soPath: so, functions: [{ symbol: "compute", replacement: "compute_fixed" }] };
       assert.equal((await applyPatch(pid, spec)).patch.state, "active");
       assert.ok(
-        (await readMaps(pid)).some((m) => m.path === so),
+        (await readMaps(pid)).some((m) => m.path === patchMemfdPath("child")),
         "the patch is mapped",
       );
       await revertPatch(pid, "child", { unload: true });
-      assert.ok(!(await readMaps(pid)).some((m) => m.path === so), "and unmapped again");
+      assert.ok(!(await readMaps(pid)).some((m) => m.path === patchMemfdPath("child")), "and unmapped again");
       const state = await processState(pid);
       assert.ok(state !== null, "the target still runs");
       assert.notEqual(state, "t", "the target is not left stopped");

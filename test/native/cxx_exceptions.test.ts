@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { applyPatch, listPatches, revertPatch } from "../../native/index.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 for (const loader of ["mmap", "dlopen"] as const) {
   describe(`C++ exceptions through a patch loaded with ${loader}`, () => {
@@ -45,7 +45,10 @@ for (const loader of ["mmap", "dlopen"] as const) {
     it("revert with unload takes the patch out; applying again works as the first time", async () => {
       await revertPatch(target.pid, "cxx", { unload: true });
       assert.deepEqual(await listPatches(target.pid), []);
-      assert.ok(!(await readFile(`/proc/${target.pid}/maps`, "utf8")).includes(patch), "the patch is unmapped");
+      assert.ok(
+        !(await readFile(`/proc/${target.pid}/maps`, "utf8")).includes(patchMemfdPath("cxx")),
+        "the patch is unmapped",
+      );
       assert.equal(await reading(), "parsed value=10 caught=negative v1");
       // A stale registration (or a stale ld.so entry) would make this throw crash.
       await applyPatch(target.pid, spec());

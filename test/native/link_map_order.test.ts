@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { applyPatch, readMaps, readTargetObjects, revertPatch } from "../../native/index.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 async function reading(t: RunningFixture): Promise<{ which: number; probe: number }> {
   await t.nextLine(/^which=/); // may predate the last operation
@@ -120,7 +120,7 @@ describe("a static program", () => {
       functions: [{ symbol: "stacked_statics_b.c:helper", replacement: "helper_v2" }],
     });
     assert.ok(
-      (await readMaps(target.pid)).some((m) => m.path === withTables),
+      (await readMaps(target.pid)).some((m) => m.path === patchMemfdPath("static-eh")),
       "the patch is mapped",
     );
     await target.nextLine(/^answers /);
@@ -128,7 +128,10 @@ describe("a static program", () => {
     await revertPatch(target.pid, "static-eh", { unload: true });
     await target.nextLine(/^answers /);
     assert.equal(await target.nextLine(/^answers /), "answers a=101 b=201");
-    assert.ok(!(await readMaps(target.pid)).some((m) => m.path === withTables), "no mapping of it is left");
+    assert.ok(
+      !(await readMaps(target.pid)).some((m) => m.path === patchMemfdPath("static-eh")),
+      "no mapping of it is left",
+    );
   });
 });
 

@@ -15,7 +15,7 @@ import {
   listPatches,
   revertPatch,
 } from "../../native/index.js";
-import { compileFixture, type RunningFixture, startFixture } from "../helpers/fixtures.js";
+import { compileFixture, patchMemfdPath, type RunningFixture, startFixture } from "../helpers/fixtures.js";
 
 interface Tally {
   old: number;
@@ -109,7 +109,9 @@ for (const variant of variants) {
 
     it("the process shows the patch mapping and the state descriptor in /proc/PID/maps", async () => {
       const text = await maps(target.pid);
-      assert.ok(text.includes(patchSo), "patch.so is mapped file-backed");
+      // Handed over as a sealed memfd, never opened by path inside the target's root.
+      assert.ok(text.includes(patchMemfdPath("fix-compute")));
+      assert.ok(!text.includes(patchSo), "the target never opened patch.so by its path");
       assert.match(text, /\/memfd:hotpatch-state/);
       const [rec] = await listPatches(target.pid);
       assert.equal(rec?.id, "fix-compute");
@@ -137,7 +139,7 @@ for (const variant of variants) {
     it("revert with unload removes the mapping and leaves the original code", async () => {
       await revertPatch(target.pid, "fix-compute", { unload: true });
       const after = await maps(target.pid);
-      assert.ok(!after.includes(patchSo));
+      assert.ok(!after.includes(patchMemfdPath("fix-compute")));
       assert.ok(!after.includes("hotpatch-state"), "a process without patches keeps no descriptor");
       assert.deepEqual(await listPatches(target.pid), []);
       const d = await delta(target);

@@ -3,7 +3,9 @@
  * it, deletes it, or a new file is mounted over its path: the engine reads what is mapped, never
  * the new file at the same path, so a patch lands on the function the process really runs. Without
  * CAP_SYS_ADMIN the mapped file can only be read when the path holds the same build; otherwise
- * resolution stops with a clear error instead of guessing.
+ * resolution stops with a clear error instead of guessing. A FIFO swapped in under a mapped path
+ * (a hostile target's trick to hang the engine on a blocking open) is opened without blocking,
+ * refused as no regular file, and the engine's process still exits.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -49,6 +51,12 @@ async function mappedLib(pid: number, lib: string): Promise<MappedObject> {
   return found;
 }
 
+/** Puts a FIFO (which nobody ever writes) where the library was: a blocking open of it never returns. */
+async function fifoOver(lib: string): Promise<void> {
+  await runTool("mkfifo", ["-m", "0666", `${lib}.fifo`]);
+  await rename(`${lib}.fifo`, lib);
+}
+
 const greet = { id: "greet", functions: [{ symbol: "greet_value", replacement: "greet_value_v2" }] };
 
 before(async () => {
@@ -82,6 +90,11 @@ const cases: {
       await copyFile(newLib, `${lib}.new`);
       await rename(`${lib}.new`, lib);
     },
+  },
+  {
+    name: "a library a FIFO was renamed over",
+    disk: "replaced",
+    change: (lib) => fifoOver(lib),
   },
   {
     name: "a library with a new build mounted over its path in the target's mount namespace",
@@ -137,7 +150,9 @@ async function engineWithoutCapabilities(
       apply = { code: err.code, message: err.message };
     }
     process.stdout.write(JSON.stringify({ objects, apply }, (_, v) => (typeof v === "bigint" ? String(v) : v)));
+    process.exit(0);
   `;
+  // The timeout only turns a hang (an engine thread stuck in a blocking open) into a failure.
   const { stdout } = await execFileAsync(
     noCapabilities[0] ?? "setpriv",
     [
@@ -151,7 +166,7 @@ async function engineWithoutCapabilities(
       String(pid),
       patch,
     ],
-    { cwd: path.dirname(nativeIndex) },
+    { cwd: path.dirname(nativeIndex), timeout: 120_000 },
   );
   return JSON.parse(stdout);
 }
@@ -175,6 +190,19 @@ describe("an engine without CAP_SYS_ADMIN (cannot open /proc/PID/map_files)", ()
     assert.match(obj?.unreadable ?? "", /CAP_SYS_ADMIN/);
     assert.equal(r.apply.code, "EELF_OPEN");
     assert.ok(r.apply.message?.includes(s.lib) && r.apply.message.includes("greet_value"), r.apply.message);
+    assert.equal(await reading(s.target), "lib=11 libc=41", "the target is left as it was");
+  });
+
+  it("a FIFO renamed over a mapped library: a clear error instead of a hang, and the engine's process exits", async () => {
+    const s = await startWithLib(noCapabilities);
+    started.push(s);
+    await fifoOver(s.lib);
+    const r = await engineWithoutCapabilities(s.target.pid);
+    const obj = r.objects.find((o) => o.path === s.lib);
+    assert.equal(obj?.disk, "replaced");
+    assert.equal(obj?.buildId, null);
+    assert.equal(r.apply.code, "EELF_OPEN");
+    assert.ok(r.apply.message?.includes(s.lib), r.apply.message);
     assert.equal(await reading(s.target), "lib=11 libc=41", "the target is left as it was");
   });
 

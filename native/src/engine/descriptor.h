@@ -86,6 +86,10 @@ std::optional<uint64_t> FindDescriptor(const std::vector<Mapping>& maps);
 // is not ours or is corrupt.
 Descriptor ReadDescriptor(const TargetMemory& mem, const std::vector<Mapping>& maps);
 
+// Throws EBAD_DESCRIPTOR unless the target really has the patch's file (its memfd, or the path it
+// records) mapped inside the span the record claims: a record is believed before any unmap or call.
+void RequireMapped(const DescPatch& p, const std::vector<Mapping>& maps);
+
 // Writes the descriptor back, first creating its mapping (injected memfd_create, ftruncate, mmap,
 // close) when the process has none yet, and removing the mapping when no patch is left; `maps`
 // is updated then.

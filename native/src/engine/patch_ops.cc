@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <optional>
 
@@ -21,6 +20,7 @@
 #include "../ptrace/proc_auxv.h"
 #include "../ptrace/stopped_process.h"
 #include "dlopen_api.h"
+#include "patch_delivery.h"
 #include "redirect.h"
 #include "return_wait.h"
 #include "safety.h"
@@ -104,35 +104,6 @@ OpResult WithRetries(pid_t pid, const OpOptions& opts, Attempt attempt) {
     Sleep(backoff);
     backoff = std::min(backoff * 2, std::chrono::microseconds(64'000));
   }
-}
-
-// The path under which the target itself can open the patch file. A target in another mount
-// namespace (a container) does not see our file system: give it a copy inside its own root.
-std::string TargetVisiblePath(pid_t pid, const std::string& so_path, const std::string& id) {
-  struct stat ours {}, theirs {};
-  if (::stat(so_path.c_str(), &ours) != 0) {
-    throw EngineError("EBAD_ARGUMENT", "cannot read the patch file " + so_path + ": " + std::strerror(errno));
-  }
-  const std::string root = "/proc/" + std::to_string(pid) + "/root";
-  if (::stat((root + so_path).c_str(), &theirs) == 0 && ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino) {
-    return so_path;
-  }
-  const std::string inside = "/tmp/hotpatch-" + id + ".so";
-  // Copied under a name of its own, then renamed over the old copy: a process that maps an earlier
-  // copy keeps that file, instead of seeing it rewritten under its running code.
-  const std::string staging = root + inside + "." + std::to_string(::getpid()) + "." + std::to_string(pid) + ".tmp";
-  std::error_code ec;
-  std::filesystem::copy_file(so_path, staging, std::filesystem::copy_options::overwrite_existing, ec);
-  if (!ec) std::filesystem::rename(staging, root + inside, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(staging, ignored);
-    // A process that just died loses its /proc/PID/root: that is no namespace problem.
-    ThrowIfGone(pid, "loading the patch");
-    throw EngineError("EMOUNT_NS", "process " + std::to_string(pid) + " is in another mount namespace and the patch " +
-                                       "could not be copied to " + inside + " inside it: " + ec.message());
-  }
-  return inside;
 }
 
 // Undoes the mappings of a failed load, so that a failed operation leaves no mapping behind.
@@ -278,8 +249,8 @@ struct LoadContext {
   const PatchFile& patch;
   const std::vector<ResolvedSymbol>& old_fns;
   std::vector<Mapping>& maps;
-  DescPatch record;  // id and path filled in
-  std::string visible;
+  DescPatch record;  // id filled in
+  const std::vector<uint8_t>& bytes;
   uint64_t span;
   uint64_t stub;
 };
@@ -308,8 +279,16 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
   uint64_t lo = UINT64_MAX;
   for (const auto& seg : ctx.patch.loads) lo = std::min(lo, seg.vaddr & ~uint64_t{4095});
   return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+    std::vector<long> in_use;  // the fds named by patches ld.so still has loaded
+    for (const DescPatch& p : ReadDescriptor(stopped.memory(), ctx.maps).patches) {
+      const std::string path = Str(p.so_path, sizeof p.so_path);
+      if (p.loader == static_cast<uint32_t>(Loader::kDlopen) && path.rfind("/proc/self/fd/", 0) == 0) {
+        in_use.push_back(std::strtol(path.c_str() + 14, nullptr, 10));
+      }
+    }
+    const TargetPatchFd file(stopped, ctx.stub, ctx.bytes, spec.id, in_use);
     if (auto conflict = PrepareLoaderCall(stopped, ctx.maps, api)) return conflict;
-    const uint64_t handle = CallDlopen(stopped, ctx.stub, api, ctx.visible);
+    const uint64_t handle = CallDlopen(stopped, ctx.stub, api, file.DlopenPath());
     try {
       // A dlopen handle is the object's struct link_map, whose first field is its load bias.
       uint64_t bias = 0;
@@ -319,6 +298,7 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
       for (const auto& [name, value] : ctx.patch.exports) exports.emplace(name, bias + value);
       const std::vector<PlannedFunction> planned = PlanFunctions(spec, ctx.old_fns, exports, stopped.memory());
       DescPatch rec = ctx.record;
+      CopyField(rec.so_path, sizeof rec.so_path, file.DlopenPath(), "patch path");  // the name ld.so keeps
       rec.state = static_cast<uint32_t>(PatchState::kLoaded);
       rec.loader = static_cast<uint32_t>(Loader::kDlopen);
       rec.dl_handle = handle;
@@ -382,12 +362,12 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   if (FindPatch(existing, spec.id) != nullptr) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
   }
-  const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
-  CopyField(record.so_path, sizeof record.so_path, visible, "patch path");  // as the target sees it
+  const std::vector<uint8_t> bytes = ReadPatchBytes(spec.so_path);
+  CopyField(record.so_path, sizeof record.so_path, PatchMemfdPath(spec.id), "patch path");  // as the target maps it
   const uint64_t span = PatchSpan(*patch);
   const uint64_t stub = ReadEntryPoint(pid);
   if (spec.loader == Loader::kDlopen) {
-    return LoadWithDlopen(pid, spec, opts, {image, *patch, old_fns, maps, record, visible, span, stub});
+    return LoadWithDlopen(pid, spec, opts, {image, *patch, old_fns, maps, record, bytes, span, stub});
   }
   const std::optional<Unwinder> unwinder = patch->eh_frame != 0 ? FindUnwinder(image) : std::nullopt;
   const auto deadline = Clock::now() + opts.safety_timeout;
@@ -411,12 +391,8 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     try {
       StoppedProcess stopped(pid, Clock::now() + kStopTimeout);
       MappedGuard guard(stopped, stub);
-      const uint64_t path_addr = stopped.Scratch(visible.size() + 1);
-      stopped.memory().Write(path_addr, visible.c_str(), visible.size() + 1);
-      const long fd = stopped.InjectSyscall(stub, SYS_openat, AT_FDCWD, static_cast<long>(path_addr), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        throw EngineError("EINJECT", "the target could not open the patch file " + visible + ": " + std::strerror(static_cast<int>(-fd)));
-      }
+      std::optional<TargetPatchFd> file(std::in_place, stopped, stub, bytes, spec.id);
+      const long fd = file->fd();
       long failed = 0;
       for (const auto& m : plan.mappings) {
         const int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (m.anonymous ? MAP_ANONYMOUS : 0);
@@ -432,7 +408,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
           break;
         }
       }
-      stopped.InjectSyscall(stub, SYS_close, fd);
+      file.reset();  // the mappings keep the memfd
       if (failed == -EEXIST) throw PlacementTaken{};
       if (failed < 0) {
         throw EngineError("EINJECT", "the target could not map the patch: " + std::string(std::strerror(static_cast<int>(-failed))));
@@ -564,6 +540,7 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
   std::vector<Mapping> maps = ReadProcMaps(pid);
   Descriptor before = ReadDescriptor(TargetMemory(pid), maps);
   const DescPatch& known = RequirePatch(before, id, pid);
+  RequireMapped(known, maps);
   if (known.state == static_cast<uint32_t>(PatchState::kActive)) {
     throw EngineError("EPATCH_ACTIVE", "patch '" + id + "' is active in process " + std::to_string(pid) + "; revert it first");
   }

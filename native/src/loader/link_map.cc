@@ -2,6 +2,7 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -10,6 +11,7 @@ namespace hotpatch {
 namespace {
 
 constexpr size_t kMaxObjects = 65536;  // ends a chain that loops or runs into garbage
+constexpr uint64_t kMaxDynamic = 65536;  // a PT_DYNAMIC size from the target's file is its word, not ours
 
 std::string Hex(uint64_t v) {
   char buf[24];
@@ -27,7 +29,7 @@ LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dyn
                          const std::function<uint64_t()>& r_debug_symbol) {
   if (dynamic == 0) return {{}, "the executable has no dynamic section (a static program has no dynamic linker)"};
   uint64_t r_debug = 0;
-  std::vector<uint64_t> dyn(dynamic_size / sizeof(uint64_t));
+  std::vector<uint64_t> dyn(std::min(dynamic_size, kMaxDynamic) / sizeof(uint64_t));
   const size_t got = mem.ReadSome(dynamic, reinterpret_cast<uint8_t*>(dyn.data()), dyn.size() * sizeof(uint64_t));
   for (size_t i = 0; i + 1 < got / sizeof(uint64_t) && dyn[i] != DT_NULL; i += 2) {
     if (dyn[i] == DT_DEBUG) r_debug = dyn[i + 1];

@@ -12,6 +12,7 @@
 
 #include "../engine_error.h"
 #include "../fd.h"
+#include "../safe_open.h"
 
 namespace hotpatch {
 namespace {
@@ -34,8 +35,7 @@ struct ElfDeleter {
 
 PatchFile ReadPatch(const std::string& path) {
   elf_version(EV_CURRENT);
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) throw EngineError("EELF_OPEN", "cannot open the patch " + path + ": " + std::strerror(errno));
+  const UniqueFd fd = OpenRegularFile(path);
   std::unique_ptr<Elf, ElfDeleter> elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF) Bad(path, "not an ELF file");
   GElf_Ehdr eh;

@@ -8,6 +8,7 @@
 
 #include "../engine_error.h"
 #include "../fd.h"
+#include "../safe_open.h"
 
 namespace hotpatch {
 
@@ -26,8 +27,7 @@ ObjectCache::Key ObjectCache::KeyOf(int fd, const std::string& name) {
 }
 
 std::shared_ptr<const ElfInfo> ObjectCache::Elf(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) throw EngineError("EELF_OPEN", "cannot open " + path + ": " + std::strerror(errno));
+  const UniqueFd fd = OpenRegularFile(path);
   return Elf(fd.get(), path);
 }
 

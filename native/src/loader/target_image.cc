@@ -18,6 +18,7 @@
 #include "../engine_error.h"
 #include "../fd.h"
 #include "../ptrace/errno_codes.h"
+#include "../safe_open.h"
 #include "link_map.h"
 
 namespace hotpatch {
@@ -99,10 +100,10 @@ std::optional<std::string> BuildIdInMemory(const TargetMemory& mem, const ElfInf
   return std::nullopt;
 }
 
-// What stat says about the file at `path` compared with a mapping of it.
-OnDisk StateOnDisk(const std::string& path, const Mapping& m) {
+// What stat says about the file at `path` (inside the target's root) compared with a mapping of it.
+OnDisk StateOnDisk(int root_fd, const std::string& path, const Mapping& m) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return OnDisk::kDeleted;
+  if (!StatInRoot(root_fd, path, st)) return OnDisk::kDeleted;
   return SameFile(m, st) ? OnDisk::kSame : OnDisk::kReplaced;
 }
 
@@ -154,9 +155,12 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectC
   const std::string proc = "/proc/" + std::to_string(pid);
   // /proc/PID/exe opens the very file the process runs, even when its path now names another one.
   const std::string exe_link = proc + "/exe";
-  UniqueFd exe_fd(::open(exe_link.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd exe_fd(::open(exe_link.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   struct stat exe_st {};
   if (!exe_fd.valid() || ::fstat(exe_fd.get(), &exe_st) != 0) ThrowForErrno(errno, pid, "opening " + exe_link);
+  // Paths the target shows are names inside its own root: resolved there, never through ours.
+  const UniqueFd root_fd = OpenTargetRoot(pid);
+  if (!root_fd.valid()) ThrowForErrno(errno, pid, "opening " + proc + "/root");
   bool exe_deleted = false;
   const std::string exe_path = WithoutDeleted(ReadLink(pid, exe_link), exe_deleted);
 
@@ -166,30 +170,36 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectC
         !have_exe && (SameFile(*c.first, exe_st) || (c.path == exe_path && c.deleted == exe_deleted));
     LoadedObject obj{c.path, "", OnDisk::kSame, c.first->start, c.end, std::move(c.code), 0, is_exe, std::nullopt,
                      nullptr, ""};
-    const std::string at_path = proc + "/root" + c.path;
+    const std::string at_path = proc + "/root" + c.path;  // for messages: opened by OpenRegularInRoot
     if (is_exe) {
       obj.source = exe_link;
-      obj.disk = StateOnDisk(at_path, *c.first);
+      obj.disk = StateOnDisk(root_fd.get(), c.path, *c.first);
       obj.elf = cache_.Elf(exe_fd.get(), exe_link);
       have_exe = true;
     } else {
       try {
         // The path when it still names the mapped file; otherwise the mapping itself.
-        UniqueFd fd(::open(at_path.c_str(), O_RDONLY | O_CLOEXEC));
+        RootOpen opened = OpenRegularInRoot(root_fd.get(), c.path);
+        UniqueFd& fd = opened.fd;
         struct stat st {};
-        const bool there = fd.valid() && ::fstat(fd.get(), &st) == 0;
+        const bool there = opened.not_regular || (fd.valid() && ::fstat(fd.get(), &st) == 0);
         if (there && SameFile(*c.first, st)) {
           obj.source = at_path;
           obj.elf = cache_.Elf(fd.get(), at_path);
         } else {
           obj.disk = there ? OnDisk::kReplaced : OnDisk::kDeleted;
           const std::string mapped = proc + "/map_files/" + Hex(c.first->start) + "-" + Hex(c.first->end);
-          UniqueFd mapped_fd(::open(mapped.c_str(), O_RDONLY | O_CLOEXEC));
-          const int err = errno;
+          UniqueFd mapped_fd(::open(mapped.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+          int err = errno;
+          struct stat mapped_st {};
+          if (mapped_fd.valid() && (::fstat(mapped_fd.get(), &mapped_st) != 0 || !S_ISREG(mapped_st.st_mode))) {
+            mapped_fd.reset();  // a device mapping: nothing ELF to read there
+            err = ENODEV;
+          }
           if (mapped_fd.valid()) {
             obj.source = mapped;
             obj.elf = cache_.Elf(mapped_fd.get(), mapped);
-          } else if (auto elf = there ? cache_.Elf(fd.get(), at_path) : nullptr;
+          } else if (auto elf = fd.valid() ? cache_.Elf(fd.get(), at_path) : nullptr;
                      elf && elf->build_id && BiasAt(*elf, obj.start) &&
                      BuildIdInMemory(memory_, *elf, *BiasAt(*elf, obj.start)) == elf->build_id) {
             // Opening map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE; a file of the very
@@ -396,7 +406,8 @@ const ElfInfo* TargetImage::DebugInfo() const {
     const auto& id = exe.elf->build_id;
     for (const auto& dir : debug_dirs_) {
       if (id && id->size() > 2) candidates.push_back(dir + "/.build-id/" + id->substr(0, 2) + "/" + id->substr(2) + ".debug");
-      if (exe.elf->debug_link) {
+      // The link is the target's word: a bare file name, never a path out of the debug folder.
+      if (exe.elf->debug_link && exe.elf->debug_link->find('/') == std::string::npos && *exe.elf->debug_link != "..") {
         const std::string exe_dir = std::filesystem::path(exe.path).parent_path().string();
         candidates.push_back(dir + exe_dir + "/" + *exe.elf->debug_link);
       }

@@ -58,6 +58,23 @@ bool InTraceStop(pid_t pid, pid_t tid) {
 // rare and reading /proc while many threads stop slows their stop (16 threads: 0.56 ms → 3.7 ms at
 // every 1 ms).
 constexpr auto kStolenCheckEvery = std::chrono::milliseconds(20);
+// No injected call (a syscall, a dlopen with its constructors) may hold an engine thread for ever.
+constexpr auto kInjectedCallLimit = std::chrono::seconds(10);
+
+// Stops a thread that is still running our injected code (PTRACE_INTERRUPT; a blocking system
+// call ends with EINTR and, orig_rax being -1, is not restarted): true once it is in a stop.
+bool InterruptRunaway(pid_t pid, pid_t tid) {
+  if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return false;
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  while (Clock::now() < until) {
+    int status = 0;
+    const pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == tid) return WIFSTOPPED(status);
+    if (r < 0 || InTraceStop(pid, tid)) return r >= 0;
+    ShortSleep(1'000'000);
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -405,6 +422,7 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
     failure = "PTRACE_CONT";
   } else {
     bool others_released = false;
+    const auto give_up = Clock::now() + kInjectedCallLimit;
     long backoff_ns = 2'000;  // the target's thread needs a CPU to run the call: sleep, don't spin
     auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
     auto next_stolen_check = Clock::now() + kStolenCheckEvery;
@@ -436,6 +454,13 @@ uint64_t StoppedProcess::RunToTrap(user_regs_struct regs, uint64_t trap, Clock::
                               "process " + std::to_string(pid_) + " exited during an injected call");
           }
           next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+        }
+        if (Clock::now() > give_up) {
+          const bool stopped = InterruptRunaway(pid_, t.tid);
+          if (stopped) ptrace(PTRACE_SETREGS, t.tid, nullptr, &t.regs);
+          throw EngineError("EINJECT_TIMEOUT", "an injected call in process " + std::to_string(pid_) + " did not return within " +
+                                                   std::to_string(kInjectedCallLimit.count()) + " s" +
+                                                   (stopped ? "; it was interrupted" : "; it could not even be interrupted"));
         }
         if (!others_released && Clock::now() > patience) {
           ReleaseOthers();  // a lock holder among them can now finish, and so can our call
