@@ -57,14 +57,32 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const log = opts.logger ?? createLogger(config);
   const id = { cluster: config.cluster, pair: config.pair, node: config.node };
   const metrics = new AgentMetrics();
-  const store = new BundleStore(config.bundleDir, config.grpc.maxBundleBytes, config.trustedKeys);
+  const store = new BundleStore(
+    config.bundleDir,
+    { maxBytes: config.grpc.maxBundleBytes, ...config.uploads },
+    config.trustedKeys,
+  );
   await store.open();
-  const audit = new AuditLog(config.auditLog);
+  const audit = new AuditLog(config.auditLog, {
+    ...config.audit,
+    onFailure: (err) => {
+      metrics.auditFailures.inc({ code: err.code });
+      log.error({ err }, "audit log write failed; records stay queued until the disk takes them");
+    },
+  });
   await audit.open();
+  metrics.watchAudit(() => audit.health());
   const events = new EventHub(id);
   const ids = new BuildIdCache();
   const allow = await AllowList.resolve(config.allow);
-  const cleanups: (() => Promise<void> | void)[] = [() => audit.close()];
+  const cleanups: (() => Promise<void> | void)[] = [
+    async () => {
+      await audit.close();
+      const lost = audit.health().pending;
+      if (lost > 0)
+        log.error({ lost }, "audit records the disk never took are lost with this stop (each is in this log)");
+    },
+  ];
   // The role goes first (a managed active hands over while NATS is still up); then the rest, last started first.
   let stopRole: (() => Promise<void>) | null = null;
   const stop = async () => {
