@@ -70,7 +70,10 @@ export async function startRealNode(o: {
     out = (out + d.toString()).slice(-200_000);
   });
   const grpcPort = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent ${o.node} did not start: ${out.slice(-2000)}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL"); // --kill-child: nothing of a node that failed to start outlives it
+      reject(new Error(`agent ${o.node} did not start: ${out.slice(-2000)}`));
+    }, 20_000);
     const check = () => {
       const m = /"started":\{"grpcPort":(\d+)/.exec(out);
       if (m) {
