@@ -3,13 +3,13 @@ import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Event } from "../proto/index.js";
+import { Event, type NewProcessWatch } from "../proto/index.js";
 import { AuditLog } from "./audit/audit_log.js";
 import type { AgentConfig } from "./config/types.js";
 import { nativeEngine } from "./engine/native_engine.js";
 import type { Engine } from "./engine/types.js";
 import { EventHub } from "./events.js";
-import { type ExecWatch, startExecWatch } from "./follow/exec_watch.js";
+import { type ExecWatchMode, startExecWatch } from "./follow/exec_watch.js";
 import { startGrpcServer, stopGrpcServer } from "./grpc/server.js";
 import { readLoad } from "./heartbeat/load.js";
 import { PeerWatch } from "./heartbeat/peer_watch.js";
@@ -52,6 +52,14 @@ export interface RunningAgent {
 }
 
 /** Starts an agent; resolves once gRPC is listening and NATS is connected. */
+/** The heartbeat's account of how new processes are found (undefined until the watch started). */
+function newProcessesToProto(m: ExecWatchMode | null): NewProcessWatch | undefined {
+  if (m === null) return undefined;
+  return m.kind === "exec-events"
+    ? { mode: m.kind, intervalMs: 0, reason: "" }
+    : { mode: m.kind, intervalMs: m.intervalMs, reason: m.reason };
+}
+
 export async function startAgent(config: AgentConfig, opts: StartOptions = {}): Promise<RunningAgent> {
   const log = opts.logger ?? createLogger(config);
   const id = { cluster: config.cluster, pair: config.pair, node: config.node };
@@ -128,6 +136,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     let health: ServiceHealthNow[] = [];
     // Announced in heartbeats once the gRPC server listens, so controllers can find this agent.
     let grpcAddress = "";
+    // How new processes are found (announced in heartbeats, so `cluster status` says when it is a scan).
+    let newProcesses: ExecWatchMode | null = null;
     let load = { load1: 0, memoryUsed: 0 };
     let probing = true;
     const probeLoop = async () => {
@@ -180,6 +190,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
             checkedAtMs: h.checkedAtMs,
           })),
           grpcAddress,
+          newProcesses: newProcessesToProto(newProcesses),
           agentPid: process.pid,
           agentStartTime,
           patches: service.patchStates(),
@@ -214,15 +225,16 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     };
     natsReady.then(startNatsParts, () => undefined);
 
-    let execWatch: ExecWatch | null = null;
-    try {
-      execWatch = startExecWatch((pid, at) => {
-        service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
-      });
-      cleanups.push(() => execWatch?.stop());
-    } catch (err) {
-      log.warn({ err }, "cannot watch new processes (needs root / CAP_NET_ADMIN); follow_new_processes will not work");
-    }
+    const execWatch = await startExecWatch((pid, at) => {
+      service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
+    });
+    cleanups.push(() => execWatch.stop());
+    newProcesses = execWatch.mode;
+    if (execWatch.mode.kind === "proc-scan")
+      log.warn(
+        { newProcesses: execWatch.mode },
+        `new processes are found by scanning /proc every ${execWatch.mode.intervalMs} ms: ${execWatch.mode.reason}`,
+      );
 
     let metricsPort: number | null = null;
     if (config.metricsListen) {

@@ -6,7 +6,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Heartbeat, PatchState, Role } from "../../proto/index.js";
 import { heartbeatWildcard } from "./names.js";
-import type { Liveness, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
+import type { Liveness, NewProcessesView, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
 const MAX_GAPS = 16;
 
@@ -40,6 +40,14 @@ function patchStateName(state: PatchState): string {
 const MISSED_GRACE = 0.5;
 
 /** Liveness of a node at `nowMs`. */
+function newProcessesView(hb: Heartbeat): NewProcessesView | null {
+  const w = hb.newProcesses;
+  if (!w) return null;
+  if (w.mode === "exec-events") return { mode: "exec-events" };
+  if (w.mode === "proc-scan") return { mode: "proc-scan", intervalMs: w.intervalMs, reason: w.reason };
+  return { mode: "unknown", reported: w.mode, reason: w.reason };
+}
+
 export function liveness(node: NodeView, nowMs: number): Liveness {
   const ageMs = Math.max(0, nowMs - node.receivedAtMs);
   const interval = node.intervalMs > 0 ? node.intervalMs : 1000;
@@ -88,6 +96,7 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
     grpcAddress: hb.grpcAddress,
     agentPid: hb.agentPid,
     agentStartTime: hb.agentStartTime,
+    newProcesses: newProcessesView(hb),
   };
 }
 
