@@ -1,0 +1,192 @@
+/**
+ * The cluster on real containers: three NATS servers (JetStream, R3 KV) and two 1+1 pairs, each
+ * node a container with its agent and the quote service, the controller on this host. Each
+ * scenario is judged from outside the nodes: the answers a client of every node got, the agents'
+ * audit logs, the rollout's exit code and events. Each prints its figures; the suite ends with a
+ * summary table. Skipped, saying why, only when no Docker engine can be started.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { credentials } from "@grpc/grpc-js";
+import { readElf } from "../../native/index.js";
+import { AgentServiceClient } from "../../proto/index.js";
+import { startCli } from "../controller/e2e/e2e_cluster.js";
+import { call, makeBundle, waitFor } from "../helpers/agent_harness.js";
+import { compileFixture } from "../helpers/fixtures.js";
+import { whyNoDocker } from "./images.js";
+
+const noDocker = await whyNoDocker();
+const cc = noDocker === null ? await import("./container_cluster.js") : null;
+const qc = noDocker === null ? await import("./quote_client.js") : null;
+
+const CLUSTER = `ct${process.pid}`;
+const GOOD = "fix-price";
+const BAD = "fix-price-crash";
+
+/** One row of the summary table. */
+interface Row {
+  scenario: string;
+  outcome: string;
+  figures: string;
+}
+const rows: Row[] = [];
+
+function report(t: { diagnostic(msg: string): void }, row: Row): void {
+  rows.push(row);
+  t.diagnostic(`${row.scenario}: ${row.outcome}; ${row.figures}`);
+}
+
+describe("the cluster on containers", { skip: noDocker ?? false, timeout: 600_000 }, () => {
+  let c: Awaited<ReturnType<NonNullable<typeof cc>["startContainerCluster"]>>;
+  let client: ReturnType<NonNullable<typeof qc>["startQuoteClient"]>;
+  let goodBundle = "";
+  let badBundle = "";
+  let runs = 0;
+
+  const agent = (node: string) => new AgentServiceClient(c.node(node).grpc(), credentials.createInsecure());
+
+  /** A rollout plan over the cluster; `soak` for the canary, `extra` YAML lines appended. */
+  const plan = async (bundle: string, soak: string, extra = "") => {
+    const file = path.join(c.dir, `plan-${++runs}.yaml`);
+    const nodes = c.nodes.map((n) => `${n.node}: "${n.grpc()}"`).join(", ");
+    await writeFile(
+      file,
+      `cluster: ${CLUSTER}
+nats: {servers: [${c.natsUrls.map((u) => `"${u}"`).join(", ")}]}
+bundle: ${bundle}
+target: {exePath: ${cc?.SERVICE_BIN}}
+canary: {pairs: [p1], soak: ${soak}}
+waves: {size: 1, maxParallel: 1, soak: 500ms}
+progressDeadline: 120s
+discovery: 2s
+gates: {heartbeatGap: {intervals: 30}}
+agents: {insecure: true, callTimeout: 20s, nodes: {${nodes}}}
+${extra}`,
+    );
+    return file;
+  };
+
+  /** Successful applies of `bundle` on `node`, from its own audit log. */
+  const applies = async (node: string, bundle: string) =>
+    (await c.node(node).audit()).filter(
+      (r) => r.action === "apply" && r.result === "ok" && r.request?.bundleId === bundle,
+    ).length;
+  const reverts = async (node: string, bundle: string) =>
+    (await c.node(node).audit()).filter((r) => r.action === "revert" && r.request?.bundleId === bundle).length;
+
+  /** Every node back to v1 and serving: patches reverted through the agents. */
+  const reset = async () => {
+    for (const n of c.nodes) {
+      const a = agent(n.node);
+      try {
+        for (const id of [GOOD, BAD]) {
+          await call(a, a.revert, {
+            bundleId: id,
+            selector: { exePath: cc?.SERVICE_BIN ?? "", buildId: "", pid: 0, cgroup: "", libraryPath: "" },
+            unload: true,
+            requestedBy: "reset",
+          }).catch(() => undefined);
+        }
+      } finally {
+        a.close();
+      }
+    }
+  };
+
+  before(async () => {
+    assert.ok(cc && qc);
+    const t0 = performance.now();
+    c = await cc.startContainerCluster(CLUSTER);
+    const buildId = (await readElf(c.serviceBinary)).buildId ?? "";
+    const fns = [
+      { symbol: "compute_price", replacement: "compute_price" },
+      { symbol: "service_version", replacement: "service_version" },
+    ];
+    const fix = await compileFixture("../../deploy/demo/fix/fix_price.c", ["-O2", "-shared", "-fPIC"]);
+    const crash = await compileFixture("c/quote_crash_patch.c", ["-O2", "-shared", "-fPIC"]);
+    await makeBundle(c.dir, GOOD, { path: cc.SERVICE_BIN, buildId }, fix, fns);
+    await makeBundle(c.dir, BAD, { path: cc.SERVICE_BIN, buildId }, crash, fns);
+    goodBundle = path.join(c.dir, `${GOOD}.tar`);
+    badBundle = path.join(c.dir, `${BAD}.tar`);
+    client = qc.startQuoteClient(Object.fromEntries(c.nodes.map((n) => [n.node, () => n.ip])));
+    await waitFor(
+      "every node to answer the client",
+      () => (c.nodes.every((n) => client.counts(n.node).role !== "") ? true : undefined),
+      60_000,
+    );
+    rows.push({
+      scenario: "cluster up",
+      outcome: "3 NATS + 4 nodes",
+      figures: `${((performance.now() - t0) / 1000).toFixed(1)} s (images cached by content)`,
+    });
+  });
+
+  after(async () => {
+    await client?.stop();
+    await c?.stop();
+    const w = Math.max(...rows.map((r) => r.scenario.length), 8);
+    const o = Math.max(...rows.map((r) => r.outcome.length), 7);
+    const lines = [
+      "container suite summary",
+      `${"scenario".padEnd(w)}  ${"outcome".padEnd(o)}  figures`,
+      ...rows.map((r) => `${r.scenario.padEnd(w)}  ${r.outcome.padEnd(o)}  ${r.figures}`),
+    ];
+    console.log(lines.join("\n"));
+  });
+
+  it("a full rollout patches all four nodes, standby before active, with no failed request", async (t) => {
+    const before = client.total();
+    const t0 = performance.now();
+    const cli = startCli(["rollout", "--plan", await plan(goodBundle, "1s"), "--json"]);
+    const code = await cli.exit;
+    const took = performance.now() - t0;
+    assert.equal(code, 0, cli.stderr());
+    assert.equal(cli.events().at(-1)?.type, "rollout.done");
+    for (const n of c.nodes) assert.equal(await applies(n.node, GOOD), 1, n.node);
+    // The active nodes answer v2 now, with the right price; nothing failed meanwhile.
+    for (const n of ["p1-a", "p2-b"]) {
+      const at = client.counts(n).v2;
+      await waitFor(`${n} answering v2`, () => (client.counts(n).v2 > at + 3 ? true : undefined), 20_000);
+    }
+    const after = client.total();
+    assert.equal(after.failed - before.failed, 0);
+    assert.equal(after.wrong - before.wrong, 0);
+    report(t, {
+      scenario: "full rollout",
+      outcome: "exit 0, 4/4 patched",
+      figures: `${(took / 1000).toFixed(1)} s, ${after.served - before.served} requests served, ${after.failed - before.failed} failed, ${after.wrong - before.wrong} wrong`,
+    });
+    await reset();
+  });
+
+  it("a bad patch is stopped at the first standby and rolled back; the active is untouched", async (t) => {
+    const active = client.counts("p1-a");
+    const cli = startCli(["rollout", "--plan", await plan(badBundle, "3s"), "--json"]);
+    const code = await cli.exit;
+    assert.equal(code, 1, cli.stderr());
+    const failed = cli.events().find((e) => e.type === "pair.failed") as { failure: { node: string; gate: string } };
+    assert.equal(failed.failure.node, "p1-b");
+    assert.equal(await applies("p1-b", BAD), 1);
+    assert.equal(await reverts("p1-b", BAD), 1);
+    for (const n of ["p1-a", "p2-a", "p2-b"]) assert.equal(await applies(n, BAD), 0, n);
+    // The client of the active saw no failure and only v1 answers, throughout.
+    const now = client.counts("p1-a");
+    assert.equal(now.failed, active.failed);
+    assert.equal(now.v2, active.v2);
+    assert.ok(now.v1 > active.v1);
+    report(t, {
+      scenario: "bad patch",
+      outcome: `exit 1, stopped at p1-b (${failed.failure.gate})`,
+      figures: `active p1-a: ${now.v1 - active.v1} v1 answers, 0 failed; standby's service crashed`,
+    });
+    // The crashed service stays a zombie under the agent (pid 1): a new container run brings it back.
+    await c.restartNode("p1-b");
+    await waitFor(
+      "p1-b serving again",
+      () => (client.counts("p1-b").lastAnswerAt > performance.now() - 500 ? true : undefined),
+      60_000,
+    );
+  });
+});
