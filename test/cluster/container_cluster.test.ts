@@ -68,13 +68,38 @@ ${extra}`,
     return file;
   };
 
-  /** Successful applies of `bundle` on `node`, from its own audit log. */
-  const applies = async (node: string, bundle: string) =>
-    (await c.node(node).audit()).filter(
-      (r) => r.action === "apply" && r.result === "ok" && r.request?.bundleId === bundle,
-    ).length;
-  const reverts = async (node: string, bundle: string) =>
-    (await c.node(node).audit()).filter((r) => r.action === "revert" && r.request?.bundleId === bundle).length;
+  /** Each node's audit log length now, so a scenario counts only what it did. */
+  const mark = async (): Promise<Record<string, number>> =>
+    Object.fromEntries(await Promise.all(c.nodes.map(async (n) => [n.node, (await n.audit()).length] as const)));
+  /** Records of `action` for `bundle` on `node` since `m` (successful ones only, for applies). */
+  const since = async (m: Record<string, number>, node: string, action: "apply" | "revert", bundle: string) =>
+    (await c.node(node).audit())
+      .slice(m[node] ?? 0)
+      .filter(
+        (r) => r.action === action && r.request?.bundleId === bundle && (action === "revert" || r.result === "ok"),
+      ).length;
+  /** Resolves with the time (performance.now()) the rollout printed an event of `type`. */
+  const eventAt = (cli: ReturnType<typeof startCli>, type: string, ms = 60_000) =>
+    waitFor(
+      `rollout event ${type}`,
+      () => (cli.events().some((e) => e.type === type) ? performance.now() : undefined),
+      ms,
+      10,
+    );
+  /** Waits until the rollout soaks pair `pair` (after patching its standby). */
+  const soaking = (cli: ReturnType<typeof startCli>, pair: string) =>
+    waitFor(
+      `the soak of ${pair}`,
+      () =>
+        cli.events().some((e) => e.type === "step.started" && e.step === "soak" && e.pair === pair) ? true : undefined,
+      60_000,
+    );
+  const serving = (node: string) =>
+    waitFor(
+      `${node} serving again`,
+      () => (client.counts(node).lastAnswerAt > performance.now() - 500 ? true : undefined),
+      60_000,
+    );
 
   /** Every node back to v1 and serving: patches reverted through the agents. */
   const reset = async () => {
@@ -138,13 +163,14 @@ ${extra}`,
 
   it("a full rollout patches all four nodes, standby before active, with no failed request", async (t) => {
     const before = client.total();
+    const m = await mark();
     const t0 = performance.now();
     const cli = startCli(["rollout", "--plan", await plan(goodBundle, "1s"), "--json"]);
     const code = await cli.exit;
     const took = performance.now() - t0;
     assert.equal(code, 0, cli.stderr());
     assert.equal(cli.events().at(-1)?.type, "rollout.done");
-    for (const n of c.nodes) assert.equal(await applies(n.node, GOOD), 1, n.node);
+    for (const n of c.nodes) assert.equal(await since(m, n.node, "apply", GOOD), 1, n.node);
     // The active nodes answer v2 now, with the right price; nothing failed meanwhile.
     for (const n of ["p1-a", "p2-b"]) {
       const at = client.counts(n).v2;
@@ -163,14 +189,15 @@ ${extra}`,
 
   it("a bad patch is stopped at the first standby and rolled back; the active is untouched", async (t) => {
     const active = client.counts("p1-a");
+    const m = await mark();
     const cli = startCli(["rollout", "--plan", await plan(badBundle, "3s"), "--json"]);
     const code = await cli.exit;
     assert.equal(code, 1, cli.stderr());
     const failed = cli.events().find((e) => e.type === "pair.failed") as { failure: { node: string; gate: string } };
     assert.equal(failed.failure.node, "p1-b");
-    assert.equal(await applies("p1-b", BAD), 1);
-    assert.equal(await reverts("p1-b", BAD), 1);
-    for (const n of ["p1-a", "p2-a", "p2-b"]) assert.equal(await applies(n, BAD), 0, n);
+    assert.equal(await since(m, "p1-b", "apply", BAD), 1);
+    assert.equal(await since(m, "p1-b", "revert", BAD), 1);
+    for (const n of ["p1-a", "p2-a", "p2-b"]) assert.equal(await since(m, n, "apply", BAD), 0, n);
     // The client of the active saw no failure and only v1 answers, throughout.
     const now = client.counts("p1-a");
     assert.equal(now.failed, active.failed);
@@ -183,10 +210,56 @@ ${extra}`,
     });
     // The crashed service stays a zombie under the agent (pid 1): a new container run brings it back.
     await c.restartNode("p1-b");
-    await waitFor(
-      "p1-b serving again",
-      () => (client.counts("p1-b").lastAnswerAt > performance.now() - 500 ? true : undefined),
-      60_000,
-    );
+    await serving("p1-b");
+  });
+
+  it("a host killed mid-rollout (docker kill) stops the rollout at that pair; the active is untouched", async (t) => {
+    const active = client.counts("p1-a");
+    const m = await mark();
+    const cli = startCli(["rollout", "--plan", await plan(goodBundle, "20s"), "--json"]);
+    await soaking(cli, "p1");
+    const killedAt = performance.now();
+    await c.kill(c.node("p1-b").container);
+    const failedAt = await eventAt(cli, "pair.failed");
+    assert.equal(await cli.exit, 1, cli.stderr());
+    const failed = cli.events().find((e) => e.type === "pair.failed") as { failure: { node: string; gate: string } };
+    assert.deepEqual([failed.failure.node, failed.failure.gate], ["p1-b", "heartbeatGap"]);
+    assert.match(cli.stderr(), /p1-b gate heartbeatGap failed/);
+    for (const n of ["p1-a", "p2-a", "p2-b"]) assert.equal(await since(m, n, "apply", GOOD), 0, n);
+    const now = client.counts("p1-a");
+    assert.equal(now.failed, active.failed);
+    assert.equal(now.v2, active.v2);
+    report(t, {
+      scenario: "host killed",
+      outcome: "exit 1, stopped at p1-b (heartbeatGap)",
+      figures: `detected ${((failedAt - killedAt) / 1000).toFixed(1)} s after docker kill (gate: 30 × ${cc?.HEARTBEAT_MS} ms), active 0 failed`,
+    });
+    await c.restartNode("p1-b");
+    await serving("p1-b");
+  });
+
+  it("a host frozen (docker pause) stops the rollout safely, saying why, and is rolled back once thawed", async (t) => {
+    const active = client.counts("p1-a");
+    const m = await mark();
+    const cli = startCli(["rollout", "--plan", await plan(goodBundle, "20s"), "--json"]);
+    await soaking(cli, "p1");
+    const frozenAt = performance.now();
+    await c.pause("p1-b");
+    const failedAt = await eventAt(cli, "pair.failed");
+    await c.unpause("p1-b");
+    assert.equal(await cli.exit, 1, cli.stderr());
+    assert.match(cli.stderr(), /p1-b gate heartbeatGap failed/);
+    // The rollback reached the thawed node: its patch is reverted, and p1-a was never touched.
+    assert.equal(await since(m, "p1-b", "apply", GOOD), 1);
+    assert.equal(await since(m, "p1-b", "revert", GOOD), 1);
+    for (const n of ["p1-a", "p2-a", "p2-b"]) assert.equal(await since(m, n, "apply", GOOD), 0, n);
+    assert.equal(client.counts("p1-a").failed, active.failed);
+    const rolled = cli.events().find((e) => e.type === "rollback.node") as { ok: boolean } | undefined;
+    assert.equal(rolled?.ok, true);
+    report(t, {
+      scenario: "host frozen",
+      outcome: "exit 1, stopped at p1-b (heartbeatGap), rolled back",
+      figures: `detected ${((failedAt - frozenAt) / 1000).toFixed(1)} s after docker pause, active 0 failed`,
+    });
   });
 });

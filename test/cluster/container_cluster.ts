@@ -70,6 +70,12 @@ export interface ContainerCluster {
   dir: string;
   /** Starts a node container again after a kill (a new agent run, a new service). */
   restartNode(name: string): Promise<void>;
+  /** Faults, through the Docker engine: `docker kill`, `pause`/`unpause`, `network disconnect`/`connect`. */
+  kill(c: StartedTestContainer): Promise<void>;
+  pause(name: string): Promise<void>;
+  unpause(name: string): Promise<void>;
+  disconnect(name: string): Promise<void>;
+  reconnect(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -177,6 +183,12 @@ export async function startContainerCluster(cluster: string): Promise<ContainerC
   const serviceBinary = await buildDemoService(path.join(dir, "quote_service"));
   const [natsTag, nodeTag] = await Promise.all([natsImage(), agentImage().then((a) => nodeImage(a, serviceBinary))]);
   const network = await new tc.Network().start();
+  const docker = await tc.getContainerRuntimeClient();
+  const dockerNetwork = docker.network.getById(network.getId());
+  // Read from the engine now: testcontainers keeps the address a container had when it started.
+  const currentIp = async (x: StartedTestContainer) =>
+    (await docker.container.inspect(docker.container.getById(x.getId()))).NetworkSettings.Networks[network.getName()]
+      ?.IPAddress ?? "";
   const started: StartedTestContainer[] = [];
   try {
     const nats = await Promise.all(NATS_NAMES.map((n) => startNats(natsTag, network, n)));
@@ -219,7 +231,16 @@ export async function startContainerCluster(cluster: string): Promise<ContainerC
       async restartNode(name) {
         const n = c.node(name);
         await n.container.restart({ timeout: 0 });
-        n.ip = await ipOf(n.container, network);
+        n.ip = await currentIp(n.container);
+      },
+      kill: (x) => docker.container.getById(x.getId()).kill({ signal: "SIGKILL" }),
+      pause: (name) => docker.container.getById(c.node(name).container.getId()).pause(),
+      unpause: (name) => docker.container.getById(c.node(name).container.getId()).unpause(),
+      disconnect: (name) => dockerNetwork.disconnect({ Container: c.node(name).container.getId(), Force: true }),
+      async reconnect(name) {
+        const n = c.node(name);
+        await dockerNetwork.connect({ Container: n.container.getId(), EndpointConfig: { Aliases: [name] } });
+        n.ip = await currentIp(n.container);
       },
       async stop() {
         await nc.close().catch(() => undefined);
