@@ -4,8 +4,8 @@
  * skew never makes a silent node look alive; a node that stops sending only grows older.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Heartbeat, PatchState, Role } from "../../proto/index.js";
-import { heartbeatWildcard } from "./names.js";
+import { clusterHeartbeatSubjects, Heartbeat, PatchState, parseHeartbeatSubject, Role } from "../../proto/index.js";
+import { checkName } from "./names.js";
 import type { Liveness, NewProcessesView, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
 const MAX_GAPS = 16;
@@ -122,7 +122,7 @@ export class ClusterView {
   /** Starts following the heartbeats of `cluster` on `nc`. */
   static watch(nc: NatsConnection, cluster: string, now: () => number = Date.now): ClusterView {
     const view = new ClusterView(cluster, now);
-    view.#sub = nc.subscribe(heartbeatWildcard(cluster), {
+    view.#sub = nc.subscribe(clusterHeartbeatSubjects(checkName("cluster", cluster)), {
       callback: (err, msg) => {
         if (err) return;
         view.#accept(msg.subject, msg.data);
@@ -139,9 +139,9 @@ export class ClusterView {
       this.rejected++;
       return;
     }
-    // The subject is hotpatch.hb.<cluster>.<pair>.<node>; a body that disagrees is not trusted.
-    const [, , cluster, pair, node] = subject.split(".");
-    if (hb.cluster !== this.cluster || cluster !== hb.cluster || pair !== hb.pair || node !== hb.node) {
+    // A body that disagrees with its subject is not trusted.
+    const from = parseHeartbeatSubject(subject);
+    if (hb.cluster !== this.cluster || from?.cluster !== hb.cluster || from.pair !== hb.pair || from.node !== hb.node) {
       this.rejected++;
       return;
     }

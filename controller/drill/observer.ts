@@ -95,7 +95,7 @@ export class PairObserver {
 
   /**
    * Resolves with `check()`'s first value other than undefined, checked now and after every beat
-   * or silence; rejects with `code` when `signal` aborts (EABORTED when the caller aborted).
+   * or silence; rejects with `code` when `signal` aborts (ECANCELLED when the caller aborted).
    */
   wait<T>(what: string, code: DrillErrorCode, check: () => T | undefined, signal: AbortSignal): Promise<T> {
     return new Promise((resolve, reject) => {
@@ -116,7 +116,7 @@ export class PairObserver {
           timedOut
             ? new DrillError(code, `timed out waiting for ${what}`, { pair: this.pair })
             : new DrillError(
-                "EABORTED",
+                "ECANCELLED",
                 `drill aborted while waiting for ${what}`,
                 { pair: this.pair },
                 {

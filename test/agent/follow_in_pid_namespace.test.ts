@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { readElf } from "../../native/index.js";
-import { type AgentServiceClient, Heartbeat } from "../../proto/index.js";
+import { type AgentServiceClient, Heartbeat, heartbeatSubject } from "../../proto/index.js";
 import {
   agentClient,
   agentDoc,
@@ -34,7 +34,7 @@ const execFileAsync = promisify(execFile);
 
 /** The next heartbeat of `node` on cluster c1. */
 async function nextBeat(nc: NatsConnection, node: string): Promise<Heartbeat> {
-  const sub = nc.subscribe(`hotpatch.hb.c1.p1.${node}`, { max: 1 });
+  const sub = nc.subscribe(heartbeatSubject({ cluster: "c1", pair: "p1", node }), { max: 1 });
   const timer = setTimeout(() => sub.unsubscribe(), 15_000);
   try {
     for await (const m of sub) return Heartbeat.decode(m.data);

@@ -11,7 +11,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { RunningAgent } from "../../agent/index.js";
 import { ClusterView } from "../../controller/cluster/index.js";
 import { evaluateGates } from "../../controller/rollout/gates.js";
-import { Heartbeat } from "../../proto/index.js";
+import { Heartbeat, heartbeatSubject } from "../../proto/index.js";
 import { agentDoc, startTestAgent, tempDir, waitFor } from "../helpers/agent_harness.js";
 import { compileFixture, processState } from "../helpers/fixtures.js";
 import { type NatsServer, startNatsServer } from "../helpers/nats_server.js";
@@ -54,7 +54,7 @@ describe("a zombie service", () => {
       }),
     );
     const beats: Heartbeat[] = [];
-    const sub = nc.subscribe("hotpatch.hb.c1.p1.node-z");
+    const sub = nc.subscribe(heartbeatSubject({ cluster: "c1", pair: "p1", node: "node-z" }));
     void (async () => {
       for await (const m of sub) beats.push(Heartbeat.decode(m.data));
     })();

@@ -14,6 +14,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { StartedNetwork, StartedTestContainer } from "testcontainers";
 import { stringify } from "yaml";
 import { buildDemoService } from "../../deploy/demo/index.js";
+import { rolloutBucket } from "../../proto/index.js";
 import { agentImage, natsImage, nodeImage } from "./images.js";
 
 // Ryuk is an image from a registry; every container here is removed by `stop()` instead.
@@ -139,7 +140,7 @@ async function replicatedBuckets(nc: NatsConnection, cluster: string): Promise<v
   for (;;) {
     try {
       // Until JetStream has a meta leader, creating a stream fails; retried within the deadline.
-      await kvm.create(`hotpatch-rollout-${cluster}`, { history: 5, replicas: 3 });
+      await kvm.create(rolloutBucket(cluster), { history: 5, replicas: 3 });
       return;
     } catch (err) {
       if (Date.now() > end) throw new Error(`JetStream R3 bucket not created within 60 s: ${(err as Error).message}`);

@@ -77,7 +77,7 @@ export function registerBuild(program: Command): void {
         process.exitCode = ExitCode.Ok;
       } catch (err) {
         const code = out.fail(err);
-        process.exitCode = err instanceof BundleError && err.code === "EBUILD_ARGS" ? ExitCode.Usage : code;
+        process.exitCode = err instanceof BundleError && err.code === "EBAD_ARGUMENT" ? ExitCode.Usage : code;
       }
     });
 }

@@ -53,13 +53,13 @@ describe("drills on a managed pair", () => {
     await p?.close();
   });
 
-  it("refuses bad options before touching anything, with EBAD_OPTION", async () => {
+  it("refuses bad options before touching anything, with EBAD_ARGUMENT", async () => {
     for (const bad of [
       { kind: "switchover" as const, kill: "agent" as const },
       { kind: "failover" as const, pair: "p1.*" },
       { kind: "failover" as const, timeoutMs: 10 },
     ]) {
-      await assert.rejects(runDrill({ ...base(), ...bad }), (e: DrillError) => e.code === "EBAD_OPTION");
+      await assert.rejects(runDrill({ ...base(), ...bad }), (e: DrillError) => e.code === "EBAD_ARGUMENT");
     }
   });
 

@@ -120,10 +120,10 @@ describe("drill refusals", () => {
     process.kill(pid, 0); // still there
   });
 
-  it("kill service on a node with several services and none chosen, or an unknown one: EBAD_OPTION", async () => {
+  it("kill service on a node with several services and none chosen, or an unknown one: EBAD_ARGUMENT", async () => {
     spec.a = { role: Role.ROLE_ACTIVE, services: [svc("quote", 1), svc("billing", 2)] };
-    await assert.rejects(drill({ kill: "service" }), code("EBAD_OPTION", /quote, billing: choose one/));
-    await assert.rejects(drill({ kill: "service", service: "nosuch" }), code("EBAD_OPTION", /no service nosuch/));
+    await assert.rejects(drill({ kill: "service" }), code("EBAD_ARGUMENT", /quote, billing: choose one/));
+    await assert.rejects(drill({ kill: "service", service: "nosuch" }), code("EBAD_ARGUMENT", /no service nosuch/));
   });
 });
 
