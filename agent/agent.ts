@@ -1,6 +1,7 @@
 /** Puts the agent together: store, audit log, service, gRPC, NATS heartbeats, peer watch, role, metrics, follow. */
 import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
+import { networkInterfaces } from "node:os";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Event, eventSubject, heartbeatSubject, type NewProcessWatch } from "../proto/index.js";
@@ -51,6 +52,20 @@ export interface RunningAgent {
 }
 
 /** Starts an agent; resolves once gRPC is listening and NATS is connected. */
+/**
+ * The gRPC address heartbeats announce: the listen host, or for a wildcard (0.0.0.0, ::) this
+ * host's first non-loopback IPv4 address, since no controller can dial a wildcard (a container's
+ * agent listens on every address of its own network namespace).
+ */
+function announcedAddress(listen: string, port: number): string {
+  const host = listen.replace(/:\d+$/, "");
+  if (host !== "0.0.0.0" && host !== "[::]" && host !== "::") return `${host}:${port}`;
+  const v4 = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === "IPv4" && !a.internal);
+  return `${v4?.address ?? host}:${port}`;
+}
+
 /** The heartbeat's account of how new processes are found (undefined until the watch started). */
 function newProcessesToProto(m: ExecWatchMode | null): NewProcessWatch | undefined {
   if (m === null) return undefined;
@@ -249,7 +264,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.maxBundleBytes,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
-    grpcAddress = `${config.grpc.listen.replace(/:\d+$/, "")}:${port}`;
+    grpcAddress = announcedAddress(config.grpc.listen, port);
     log.info({ grpcPort: port, metricsPort, role: role.role, runId }, "agent started");
     return { grpcPort: port, metricsPort, service, role, stop };
   } catch (err) {

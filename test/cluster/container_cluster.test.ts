@@ -350,6 +350,45 @@ ${extra}`,
     await reset();
   });
 
+  it("a switchover drill swaps the active of p1 with its standby, timed from heartbeats; clients see the roles swap", async (t) => {
+    const before = { a: client.counts("p1-a"), b: client.counts("p1-b") };
+    const drill = startCli([
+      "drill",
+      "switchover",
+      "--pair",
+      "p1",
+      "--cluster",
+      CLUSTER,
+      "--nats",
+      c.natsUrls.join(","),
+      "--insecure",
+      "--json",
+    ]);
+    assert.equal(await drill.exit, 0, drill.stderr());
+    const r = drill.events().at(-1) as {
+      oldActive: string;
+      newActive: string;
+      detectionMs: number;
+      takeoverMs: number;
+      bothActiveSeen: boolean;
+      healthyAfter: boolean;
+    };
+    assert.deepEqual([r.oldActive, r.newActive, r.bothActiveSeen, r.healthyAfter], ["p1-a", "p1-b", false, true]);
+    // Seen by the client: p1-b now answers quotes, p1-a says STANDBY.
+    await waitFor("p1-b serving quotes", () => {
+      const b = client.counts("p1-b");
+      return b.role === "active" && b.v1 + b.v2 > before.b.v1 + before.b.v2 ? true : undefined;
+    });
+    await waitFor("p1-a standby", () => (client.counts("p1-a").role === "standby" ? true : undefined));
+    const lost = client.counts("p1-a").failed - before.a.failed + (client.counts("p1-b").failed - before.b.failed);
+    assert.equal(lost, 0);
+    report(t, {
+      scenario: "switchover drill",
+      outcome: "p1-a -> p1-b, never both active",
+      figures: `detection ${r.detectionMs} ms, takeover ${r.takeoverMs} ms (heartbeats every ${cc?.HEARTBEAT_MS} ms), ${lost} requests failed`,
+    });
+  });
+
   it("one NATS server lost during a rollout: the rollout completes on the other two (R3 state)", async (t) => {
     const before = client.total();
     const m = await mark();
