@@ -16,8 +16,9 @@ import { readElf } from "../../native/index.js";
 import { AgentServiceClient } from "../../proto/index.js";
 import { startCli } from "../controller/e2e/e2e_cluster.js";
 import { call, makeBundle, waitFor } from "../helpers/agent_harness.js";
+import { hotpatch } from "../helpers/cli.js";
 import { compileFixture } from "../helpers/fixtures.js";
-import { whyNoDocker } from "./images.js";
+import { builtImages, whyNoDocker } from "./images.js";
 
 const noDocker = await whyNoDocker();
 const cc = noDocker === null ? await import("./container_cluster.js") : null;
@@ -146,7 +147,7 @@ ${extra}`,
     rows.push({
       scenario: "cluster up",
       outcome: "3 NATS + 4 nodes",
-      figures: `${((performance.now() - t0) / 1000).toFixed(1)} s (images cached by content)`,
+      figures: `${((performance.now() - t0) / 1000).toFixed(1)} s; images ${builtImages.length ? `built: ${builtImages.join(", ")}` : "all reused (same content)"}`,
     });
   });
 
@@ -161,6 +162,23 @@ ${extra}`,
       ...rows.map((r) => `${r.scenario.padEnd(w)}  ${r.outcome.padEnd(o)}  ${r.figures}`),
     ];
     console.log(lines.join("\n"));
+  });
+
+  it("every agent, in its container's own PID namespace, says in `cluster status` that it scans /proc for new processes", async (t) => {
+    const status = await hotpatch(["cluster", "status", "--cluster", CLUSTER, "--nats", c.natsUrls.join(",")]);
+    assert.equal(status.code, 0, status.stderr);
+    for (const n of c.nodes)
+      assert.match(
+        status.stdout,
+        new RegExp(
+          `note: ${n.node} finds new processes by scanning /proc every 50 ms: the agent runs in a PID namespace of its own`,
+        ),
+      );
+    report(t, {
+      scenario: "follow mode",
+      outcome: "4/4 say proc-scan",
+      figures: "cluster status notes, from heartbeats",
+    });
   });
 
   it("a full rollout patches all four nodes, standby before active, with no failed request", async (t) => {

@@ -61,6 +61,9 @@ async function hashFiles(files: string[], extra = ""): Promise<string> {
   return h.digest("hex").slice(0, 16);
 }
 
+/** Tags built (not reused) by this process, for the suite's figures. */
+export const builtImages: string[] = [];
+
 async function imageExists(tag: string): Promise<boolean> {
   return execFileAsync("docker", ["image", "inspect", tag], { timeout: 60_000 }).then(
     () => true,
@@ -79,6 +82,7 @@ async function pruneOthers(repo: string, keep: string): Promise<void> {
 }
 
 async function dockerBuild(tag: string, context: string, args: string[] = []): Promise<void> {
+  builtImages.push(tag);
   await execFileAsync("docker", ["build", "--tag", tag, ...args, context], {
     timeout: 600_000,
     maxBuffer: 64 * 1024 * 1024,
@@ -131,6 +135,7 @@ export async function agentImage(): Promise<string> {
   ];
   const tag = `hotpatch-agent:ct-${await hashFiles(inputs)}`;
   if (await imageExists(tag)) return tag;
+  builtImages.push(tag);
   await execFileAsync(path.join(root, "deploy/container/build-image.sh"), [tag], {
     timeout: 600_000,
     maxBuffer: 64 * 1024 * 1024,
