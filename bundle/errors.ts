@@ -26,6 +26,20 @@ export type BundleErrorCode =
   | "EFUNC_TOO_SHORT"
   /** The compiler failed (its message is included) or could not be run. */
   | "ECOMPILE"
+  /** The diff is malformed or does not apply to the source tree (the message names the hunk). */
+  | "EDIFF"
+  /** The diff changes no compiled code (functions changed only in `__LINE__` values are listed). */
+  | "ENOCHANGE"
+  /** The diff adds or changes data (a variable, its size or initial value) that a live patch cannot carry. */
+  | "EDATA_CHANGED"
+  /** A `--source` fix file defines a variable the target already has (the patch would use a fresh copy of state). */
+  | "EDATA_DUPLICATE"
+  /** The source tree, rebuilt without the diff, is not the running binary (the message names the function and instruction). */
+  | "EBUILD_MISMATCH"
+  /** The program's build command could not be run or compiled nothing hotpatch could see. */
+  | "EBUILD_COMMAND"
+  /** The patch code needs a relocation or feature hotpatch cannot link into a running program. */
+  | "ELINK"
   /** The build was asked for something invalid (bad `--function`, `--id`, source type, ...). */
   | "EBAD_ARGUMENT"
   /** The output path already exists and is not an empty directory. */

@@ -5,6 +5,7 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { clusterHeartbeatSubjects, Heartbeat, PatchState, parseHeartbeatSubject, Role } from "../../proto/index.js";
+import { judgePair, liveness, type NodeHealth, nodeHealth, type PairJudgement } from "./health.js";
 import { checkName } from "./names.js";
 import type { Liveness, NewProcessesView, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
@@ -33,25 +34,13 @@ function patchStateName(state: PatchState): string {
   }
 }
 
-/**
- * A beat counts as missed once it is this fraction of an interval overdue: timers, the network and a
- * busy reader all add jitter, and a beat 2 ms late is not a missed one.
- */
-const MISSED_GRACE = 0.5;
-
-/** Liveness of a node at `nowMs`. */
+/** How the node says it finds new processes (null when it does not say). */
 function newProcessesView(hb: Heartbeat): NewProcessesView | null {
   const w = hb.newProcesses;
   if (!w) return null;
   if (w.mode === "exec-events") return { mode: "exec-events" };
   if (w.mode === "proc-scan") return { mode: "proc-scan", intervalMs: w.intervalMs, reason: w.reason };
   return { mode: "unknown", reported: w.mode, reason: w.reason };
-}
-
-export function liveness(node: NodeView, nowMs: number): Liveness {
-  const ageMs = Math.max(0, nowMs - node.receivedAtMs);
-  const interval = node.intervalMs > 0 ? node.intervalMs : 1000;
-  return { ageMs, missedNow: Math.max(0, Math.floor(ageMs / interval - MISSED_GRACE)) };
 }
 
 /** Builds the next view of a node from its previous view and a new heartbeat. */
@@ -173,6 +162,17 @@ export class ClusterView {
   }
 
   /** Liveness of a node now; undefined when it was never heard. */
+  /** One node judged now (see `nodeHealth`), if it was ever heard. */
+  health(pair: string, node: string, allowedIntervals?: number): NodeHealth | undefined {
+    const n = this.#nodes.get(`${pair}/${node}`);
+    return n ? nodeHealth(n, this.#now(), allowedIntervals) : undefined;
+  }
+
+  /** One pair judged now (see `judgePair`). */
+  judgePair(pair: string, allowedIntervals?: number): PairJudgement {
+    return judgePair(this.pairs().get(pair) ?? [], this.#now(), allowedIntervals);
+  }
+
   liveness(pair: string, node: string): Liveness | undefined {
     const n = this.node(pair, node);
     return n ? liveness(n, this.#now()) : undefined;

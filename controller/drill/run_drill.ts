@@ -5,12 +5,11 @@
  */
 import { deadlineSignal } from "../../common/index.js";
 import { planLoad, startLoadgen } from "../../deploy/demo/index.js";
-import { ClusterView, checkName, connectNats, type NodeView } from "../cluster/index.js";
-import { AgentPool } from "../rollout/agents.js";
+import { AgentPool } from "../agents/index.js";
+import { ClusterView, checkName, connectNats, judgePair, type NodeView } from "../cluster/index.js";
 import { DrillError } from "./errors.js";
 import { killExactProcess } from "./local_process.js";
 import { PairObserver } from "./observer.js";
-import { judgePair } from "./pair_health.js";
 import type { DetectedBy, DrillEvent, DrillLoad, DrillOptions, DrillResult, KillTarget, RestartNeed } from "./types.js";
 
 const REQUESTED_BY = "hotpatch drill";
@@ -195,7 +194,7 @@ class Drill {
         "EPAIR_UNHEALTHY",
         () => {
           if (!fresh(this.active.node) || !fresh(this.standby.node)) return undefined;
-          const j = judgePair(this.view.pairs().get(this.o.pair) ?? [], this.view.now());
+          const j = this.view.judgePair(this.o.pair);
           return j.kind === "healthy" && j.active.node === this.standby.node ? true : undefined;
         },
         bounded.signal,

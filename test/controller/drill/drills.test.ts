@@ -6,14 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ClusterView, connectNats, type NodeView } from "../../../controller/cluster/index.js";
-import {
-  type DrillError,
-  type DrillEvent,
-  type DrillOptions,
-  judgePair,
-  runDrill,
-} from "../../../controller/drill/index.js";
+import { ClusterView, connectNats, judgePair, type NodeView } from "../../../controller/cluster/index.js";
+import { type DrillError, type DrillEvent, type DrillOptions, runDrill } from "../../../controller/drill/index.js";
 import { waitFor } from "../../helpers/agent_harness.js";
 import { type HookRun, startTestPair, type TestPair } from "../../helpers/pair_harness.js";
 
