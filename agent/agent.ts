@@ -18,7 +18,7 @@ import { PeerWatch } from "./heartbeat/peer_watch.js";
 import { type HeartbeatContent, HeartbeatPublisher } from "./heartbeat/publisher.js";
 import { createLogger, type Logger } from "./log.js";
 import { AgentMetrics, serveMetrics } from "./metrics/metrics.js";
-import { connectNats } from "./nats/connection.js";
+import { agentNatsOptions, connectNats } from "./nats/connection.js";
 import { ProbeLoop } from "./probes/probe_loop.js";
 import { ServiceWatch } from "./probes/service_health.js";
 import { BuildIdCache, readStartTime } from "./procfs/processes.js";
@@ -58,14 +58,32 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
   const log = opts.logger ?? createLogger(config);
   const id = { cluster: config.cluster, pair: config.pair, node: config.node };
   const metrics = new AgentMetrics();
-  const store = new BundleStore(config.bundleDir, config.grpc.maxBundleBytes, config.trustedKeys);
+  const store = new BundleStore(
+    config.bundleDir,
+    { maxBytes: config.grpc.maxBundleBytes, ...config.uploads },
+    config.trustedKeys,
+  );
   await store.open();
-  const audit = new AuditLog(config.auditLog);
+  const audit = new AuditLog(config.auditLog, {
+    ...config.audit,
+    onFailure: (err) => {
+      metrics.auditFailures.inc({ code: err.code });
+      log.error({ err }, "audit log write failed; records stay queued until the disk takes them");
+    },
+  });
   await audit.open();
+  metrics.watchAudit(() => audit.health());
   const events = new EventHub(id);
   const ids = new BuildIdCache();
   const allow = await AllowList.resolve(config.allow);
-  const cleanups: (() => Promise<void> | void)[] = [() => audit.close()];
+  const cleanups: (() => Promise<void> | void)[] = [
+    async () => {
+      await audit.close();
+      const lost = audit.health().pending;
+      if (lost > 0)
+        log.error({ lost }, "audit records the disk never took are lost with this stop (each is in this log)");
+    },
+  ];
   // The role goes first (a managed active hands over while NATS is still up); then the rest, last started first.
   let stopRole: (() => Promise<void>) | null = null;
   const stop = async () => {
@@ -79,7 +97,15 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     const natsAbort = new AbortController();
     cleanups.push(() => natsAbort.abort());
     const natsName = `hotpatch-agent ${config.cluster}/${config.pair}/${config.node}`;
-    const natsReady = connectNats(config.natsServers, natsName, natsAbort.signal);
+    let lastNatsError = "";
+    const onNatsError = (err: unknown) => {
+      // Logged on change: a refused login retried every 500 ms must not flood the log.
+      const m = String((err as Error)?.message ?? err);
+      if (m !== lastNatsError) log.warn({ err }, "NATS refused or failed a request");
+      lastNatsError = m;
+    };
+    const natsOptions = await agentNatsOptions(config.nats);
+    const natsReady = connectNats(natsOptions, natsName, onNatsError, natsAbort.signal);
     natsReady.catch(() => undefined);
     const roleLog = (msg: string, err?: unknown) => log.warn({ err }, msg);
     const role = makeRole(config, config.role.source === "managed" ? await natsReady : null, roleLog);
@@ -147,6 +173,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.listen,
       config.grpc.security,
       config.grpc.maxBundleBytes,
+      config.grpc.roles,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
     grpcAddress = announcedAddress(config.grpc.listen, port);

@@ -46,7 +46,7 @@ async function withLoad(what: string, drill: () => Promise<DrillResult>): Promis
 let failed = false;
 try {
   const base: Omit<DrillOptions, "kind"> = {
-    natsServers: [pair.nats.url],
+    nats: [pair.nats.url],
     cluster: pair.cluster,
     pair: pair.pair,
     agentSecurity: { kind: "insecure" },

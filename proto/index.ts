@@ -5,8 +5,11 @@ export {
   AgentServiceService,
   ApplyRequest,
   ApplyResponse,
+  AuditStatus,
   BundleHeader,
   Consistency,
+  DeleteBundleRequest,
+  DeleteBundleResponse,
   InfoRequest,
   InfoResponse,
   ListProcessesRequest,
@@ -47,4 +50,5 @@ export {
   rolloutControlKey,
   rolloutKey,
   rolloutPairKey,
+  rolloutSubject,
 } from "./nats.js";

@@ -54,6 +54,11 @@ export function eventSubject(n: NodeAddress): string {
   return `hotpatch.ev.${n.cluster}.${n.pair}.${n.node}`;
 }
 
+/** Where a controller publishes the events of one rollout (JSON, controller/rollout/events.ts): `hotpatch.rollout.<cluster>.<id>`. */
+export function rolloutSubject(cluster: string, id: string): string {
+  return `hotpatch.rollout.${cluster}.${id}`;
+}
+
 // The pairs' role leases (agents, managed role mode).
 
 /** KV bucket of the pairs' role leases unless the agent's config names another (`role.bucket`). */

@@ -3,11 +3,14 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
 import { FieldReader, fieldPath, type Mapping } from "../../common/index.js";
+import { readNatsClient } from "../../common/nats_client.js";
 import { BUCKET_PATTERN, DEFAULT_ROLE_BUCKET, NAME_PATTERN, NAME_RULE } from "../../proto/index.js";
 import { ConfigError } from "../errors.js";
 import type {
   AgentConfig,
+  AuditConfig,
   CommandConfig,
+  GrpcRoles,
   GrpcSecurity,
   HooksConfig,
   ProbeConfig,
@@ -16,6 +19,7 @@ import type {
   SelectorConfig,
   ServiceConfig,
   ServiceMetricsConfig,
+  UploadsConfig,
 } from "./types.js";
 
 const hostPortRe = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -280,6 +284,57 @@ function readSecurity(r: Reader, g: Mapping): GrpcSecurity {
   return tls === "insecure" ? { kind: "insecure" } : { kind: "mtls", files: tls };
 }
 
+/** `grpc.roles`: certificate CNs per role; a CN may hold one role only. */
+function readRoles(r: Reader, v: unknown): GrpcRoles {
+  const roles: GrpcRoles = { operator: [], controller: [], viewer: [] };
+  if (v === undefined) return roles;
+  const o = r.mapping(v, "grpc.roles", Object.keys(roles));
+  if (!o) return roles;
+  const seen = new Map<string, string>();
+  for (const role of Object.keys(roles) as (keyof GrpcRoles)[]) {
+    const field = fieldPath("grpc.roles", role);
+    roles[role] = r.list(o[role], field, []).map((cn, i) => {
+      const name = r.matching(
+        cn,
+        fieldPath(field, i),
+        /^[A-Za-z0-9._@-]{1,64}$/,
+        "a client certificate's common name (letters, digits, '.', '_', '@', '-')",
+      );
+      if (name === undefined) return "";
+      const other = seen.get(name);
+      if (other) r.bad(fieldPath(field, i), `expected each name in one role only, "${name}" is also a ${other}`);
+      seen.set(name, role);
+      return name;
+    });
+  }
+  return roles;
+}
+
+/** Whether `host` (of a host:port) is a loopback address. */
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function readUploads(r: Reader, v: unknown, maxBundleBytes: number): UploadsConfig {
+  const o = (v === undefined ? undefined : r.mapping(v, "uploads", ["quotaBytes", "maxConcurrent"])) ?? {};
+  const quotaBytes = r.int(o.quotaBytes, "uploads.quotaBytes", 1024, 2 ** 50, Math.max(2 ** 30, maxBundleBytes));
+  if (quotaBytes < maxBundleBytes)
+    r.bad(
+      "uploads.quotaBytes",
+      `expected at least grpc.maxBundleBytes (${maxBundleBytes}), or a bundle of the largest accepted size could never be staged; got ${quotaBytes}`,
+    );
+  return { quotaBytes, maxConcurrent: r.int(o.maxConcurrent, "uploads.maxConcurrent", 1, 64, 2) };
+}
+
+function readAudit(r: Reader, v: unknown): AuditConfig {
+  const o = (v === undefined ? undefined : r.mapping(v, "audit", ["fsync", "fsyncIntervalMs"])) ?? {};
+  return {
+    fsync: r.oneOf(o.fsync, "audit.fsync", ["always", "interval", "never"] as const, "always"),
+    fsyncIntervalMs: r.int(o.fsyncIntervalMs, "audit.fsyncIntervalMs", 10, 60_000, 1000),
+  };
+}
+
 /** Validates an already-parsed configuration document. `source` names it in errors; relative paths resolve against `baseDir`. */
 export function parseConfig(doc: unknown, source = "config", baseDir = process.cwd()): AgentConfig {
   const r = new Reader(baseDir);
@@ -295,24 +350,18 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     "services",
     "allow",
     "bundleDir",
+    "uploads",
     "trustedKeys",
     "auditLog",
+    "audit",
     "metrics",
     "debugDirs",
     "safetyTimeoutMs",
     "logLevel",
   ]);
   const g = r.mapping(o.grpc, "grpc") ?? {};
-  r.known(g, "grpc", ["listen", "tls", "insecure", "maxBundleBytes"]);
-  const n = r.mapping(o.nats, "nats") ?? {};
-  r.known(n, "nats", ["servers"]);
-  const servers = (r.list(n.servers, "nats.servers") ?? []).map((s, i) => {
-    const f = `nats.servers[${i}]`;
-    if (typeof s === "string" && /^(nats|tls):\/\/[^\s]+:\d+$/.test(s)) return s;
-    r.bad(f, `expected a URL like nats://127.0.0.1:4222, got ${JSON.stringify(s)}`);
-    return "";
-  });
-  if (Array.isArray(n.servers) && n.servers.length === 0) r.bad("nats.servers", "expected at least one server URL");
+  r.known(g, "grpc", ["listen", "tls", "insecure", "maxBundleBytes", "roles"]);
+  const nats = readNatsClient(r, o.nats, "nats");
   const h = (o.heartbeat === undefined ? undefined : r.mapping(o.heartbeat, "heartbeat")) ?? {};
   r.known(h, "heartbeat", ["intervalMs", "peerLossBeats"]);
   const intervalMs = r.int(h.intervalMs, "heartbeat.intervalMs", 10, 60_000, 250);
@@ -324,6 +373,7 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     );
     return "";
   });
+  const maxBundleBytes = r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024);
   const m = o.metrics === undefined ? undefined : r.mapping(o.metrics, "metrics");
   if (m) r.known(m, "metrics", ["listen"]);
   const debugDirs = r
@@ -337,9 +387,10 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     grpc: {
       listen: r.hostPort(g.listen, "grpc.listen"),
       security: readSecurity(r, g),
-      maxBundleBytes: r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024),
+      maxBundleBytes,
+      roles: readRoles(r, g.roles),
     },
-    natsServers: servers,
+    nats,
     heartbeat: { intervalMs, peerLossBeats: r.int(h.peerLossBeats, "heartbeat.peerLossBeats", 1, 1000, 4) },
     role: readRole(r, o.role, intervalMs),
     services: r
@@ -348,13 +399,21 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
       .filter((s): s is ServiceConfig => s !== undefined),
     allow,
     bundleDir: r.file(o.bundleDir, "bundleDir") ?? "",
+    uploads: readUploads(r, o.uploads, maxBundleBytes),
     trustedKeys: r.list(o.trustedKeys, "trustedKeys", []).map((k, i) => r.file(k, `trustedKeys[${i}]`) ?? ""),
     auditLog: r.file(o.auditLog, "auditLog") ?? "",
+    audit: readAudit(r, o.audit),
     metricsListen: m ? r.hostPort(m.listen, "metrics.listen") : null,
     debugDirs,
     safetyTimeoutMs: r.int(o.safetyTimeoutMs, "safetyTimeoutMs", 1, 600_000, 2000),
     logLevel: r.oneOf(o.logLevel, "logLevel", levels, "info"),
   };
+  if (g.insecure === true && !isLoopbackHost(config.grpc.listen.replace(/:\d+$/, ""))) {
+    r.bad(
+      "grpc.insecure",
+      `plaintext gRPC without client identities is allowed only on a loopback address (127.0.0.1, ::1, localhost), not ${config.grpc.listen}; configure grpc.tls`,
+    );
+  }
   const names = config.services.map((s) => s.name);
   names.forEach((nm, i) => {
     if (names.indexOf(nm) !== i) r.bad(`services[${i}].name`, `expected a unique service name, "${nm}" is used twice`);

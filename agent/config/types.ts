@@ -1,4 +1,5 @@
 /** The agent's configuration, as validated from YAML. Durations are milliseconds. */
+import type { NatsClientConfig } from "../../common/nats_client.js";
 
 /** Which processes a service or operation is about; every set field must match (AND). */
 export interface SelectorConfig {
@@ -35,6 +36,29 @@ export interface GrpcConfig {
   security: GrpcSecurity;
   /** Largest bundle upload accepted, bytes. */
   maxBundleBytes: number;
+  /** Role of each client certificate CN; a caller no role names is refused (deny by default). */
+  roles: GrpcRoles;
+}
+
+/** Limits on bundle uploads (StageBundle). */
+export interface UploadsConfig {
+  /** Most bytes bundleDir may hold: stored bundles plus the uploads in progress. */
+  quotaBytes: number;
+  /** Most uploads in progress at once; one more is refused at once (ETOO_MANY_UPLOADS). */
+  maxConcurrent: number;
+}
+
+/**
+ * When audit records are forced to the disk (fdatasync): `always` before the request is answered,
+ * `interval` every `fsyncIntervalMs`, `never` when the kernel writes its cache back.
+ */
+export type AuditFsync = "always" | "interval" | "never";
+
+/** How durable the audit log is. */
+export interface AuditConfig {
+  fsync: AuditFsync;
+  /** With `fsync: interval`: how often written records are synced. */
+  fsyncIntervalMs: number;
 }
 
 /** Heartbeats and peer watch. */
@@ -150,6 +174,16 @@ export interface ServiceConfig {
   metrics: ServiceMetricsConfig;
 }
 
+/** Which gRPC callers may do what: each role lists the client certificate common names that hold it. */
+export interface GrpcRoles {
+  /** May stage, apply, revert, switch over and delete bundles, and read. */
+  operator: string[];
+  /** The same rights as operator, for rollout controllers (kept apart in the audit log and in config). */
+  controller: string[];
+  /** May only read: info, process list, status, events. */
+  viewer: string[];
+}
+
 /** The whole agent configuration. */
 export interface AgentConfig {
   /** File the configuration was read from ("" when built in code). */
@@ -161,8 +195,8 @@ export interface AgentConfig {
   /** Cluster name. */
   cluster: string;
   grpc: GrpcConfig;
-  /** NATS server URLs. */
-  natsServers: string[];
+  /** NATS servers, credentials and TLS. */
+  nats: NatsClientConfig;
   heartbeat: HeartbeatConfig;
   role: RoleSource;
   services: ServiceConfig[];
@@ -170,10 +204,14 @@ export interface AgentConfig {
   allow: string[];
   /** Where verified bundles are stored. */
   bundleDir: string;
+  /** Limits on uploads into bundleDir. */
+  uploads: UploadsConfig;
   /** Public keys (PEM files) whose bundle signatures are trusted; when any are given, unsigned bundles are refused. */
   trustedKeys: string[];
   /** Append-only JSON-lines audit log. */
   auditLog: string;
+  /** How durable the audit log is. */
+  audit: AuditConfig;
   /** host:port of the Prometheus endpoint, or null for none. */
   metricsListen: string | null;
   /** Directories searched for separate debug info. */

@@ -8,6 +8,7 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  type ServerErrorResponse,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -21,9 +22,10 @@ import {
   type WatchEventsRequest,
   type WatchEventsResponse,
 } from "../../proto/index.js";
-import type { GrpcSecurity } from "../config/types.js";
+import type { GrpcRoles, GrpcSecurity } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { type AgentService, type CallContext, roleToProto } from "../service/agent_service.js";
+import { callerOf, refusalFor } from "./authorize.js";
 import { toGrpcError } from "./status.js";
 
 /** What every kind of server call offers: deadline, identity, cancellation. */
@@ -56,25 +58,25 @@ export async function serverCredentials(sec: GrpcSecurity): Promise<Creds> {
   return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true);
 }
 
-/** Who calls: the CN of the verified client certificate, or "insecure" without TLS. */
-function actorOf(call: ServerSurfaceCall): string {
-  const ctx = call.getAuthContext();
-  const cn = ctx.sslPeerCertificate?.subject?.CN;
-  if (typeof cn === "string" && cn) return cn;
-  return ctx.transportSecurityType === "ssl" ? "unknown-cn" : "insecure";
-}
+/** A call's context as the transport keeps it: the deadline, and what to put in the reply's `audit_error`. */
+type TransportContext = CallContext & { deadlineAt: number; done(): void; auditError(): string };
 
 /** A signal that fires at the call's deadline (or the default) and when the client cancels. */
-function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { deadlineAt: number; done(): void } {
+function contextOf(call: ServerSurfaceCall, actor: string, fallbackMs: number): TransportContext {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
   const cancel = new AbortController();
   const deadline = deadlineSignal(at - Date.now(), cancel.signal);
   const onCancel = () => cancel.abort(new AgentError("ECANCELLED", "the client cancelled the call"));
   call.once("cancelled", onCancel);
+  let auditError = "";
   return {
-    actor: actorOf(call),
+    actor,
     signal: deadline.signal,
+    auditFailed: (err) => {
+      auditError = `[${err.code}] ${err.message}`;
+    },
+    auditError: () => auditError,
     deadlineAt: at,
     done: () => {
       call.removeListener("cancelled", onCancel);
@@ -83,9 +85,46 @@ function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & {
   };
 }
 
-function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ctx: CallContext) => Promise<Res>) {
+/**
+ * The caller's identity when it may call `method`; otherwise the refusal is audited, sent to the
+ * client as PERMISSION_DENIED (EUNAUTHORIZED) through `refuse`, and null returned.
+ */
+function admitted(
+  svc: AgentService,
+  roles: GrpcRoles,
+  method: string,
+  call: ServerSurfaceCall,
+  refuse: (err: ServerErrorResponse) => void,
+): string | null {
+  const caller = callerOf(call.getAuthContext(), roles);
+  const why = refusalFor(caller, method);
+  if (why === null) return caller.actor;
+  const err = new AgentError("EUNAUTHORIZED", why, { field: "grpc.roles" });
+  svc.refused(caller.actor, method, why).then(
+    () => refuse(toGrpcError(err)),
+    // The refusal stands even when it cannot be recorded; the client hears both.
+    (auditErr) =>
+      refuse(toGrpcError(new AgentError("EUNAUTHORIZED", `${why} (and the audit log failed: ${auditErr})`))),
+  );
+  return null;
+}
+
+/** What every unary method's handler is made from: the method's name (for authorisation) and its kind of deadline. */
+interface Guard {
+  svc: AgentService;
+  roles: GrpcRoles;
+}
+
+function unary<Req, Res>(
+  g: Guard,
+  method: string,
+  kind: keyof typeof defaultDeadlineMs,
+  fn: (req: Req, ctx: TransportContext) => Promise<Res>,
+) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
-    const ctx = contextOf(call, defaultDeadlineMs[kind]);
+    const actor = admitted(g.svc, g.roles, method, call, (err) => cb(err));
+    if (actor === null) return;
+    const ctx = contextOf(call, actor, defaultDeadlineMs[kind]);
     fn(call.request, ctx).then(
       (res) => {
         ctx.done();
@@ -139,22 +178,36 @@ async function* chunksOf(
   }
 }
 
-/** The AgentService implementation for grpc-js. */
-export function grpcHandlers(svc: AgentService): AgentServiceServer {
+/** The AgentService implementation for grpc-js; every method first checks the caller's role (authorize.ts). */
+export function grpcHandlers(svc: AgentService, roles: GrpcRoles): AgentServiceServer {
+  const g: Guard = { svc, roles };
   return {
-    info: unary("quick", async () => svc.info()),
-    listProcesses: unary("quick", async (req, ctx) => ({
+    info: unary(g, "info", "quick", async () => svc.info()),
+    listProcesses: unary(g, "listProcesses", "quick", async (req, ctx) => ({
       processes: await svc.listProcesses(req.selector ?? {}, ctx),
     })),
-    apply: unary("patch", async (req, ctx) => ({ results: await svc.apply(req, ctx) })),
-    revert: unary("patch", async (req, ctx) => ({ results: await svc.revert(req, ctx) })),
-    status: unary("quick", async (_req, ctx) => svc.status(ctx)),
-    switchover: unary("patch", async (req, ctx) => {
+    // A reply is what was done; audit_error says when its audit record is not written yet.
+    apply: unary(g, "apply", "patch", async (req, ctx) => {
+      const results = await svc.apply(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
+    revert: unary(g, "revert", "patch", async (req, ctx) => {
+      const results = await svc.revert(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
+    status: unary(g, "status", "quick", async (_req, ctx) => svc.status(ctx)),
+    switchover: unary(g, "switchover", "patch", async (req, ctx) => {
       const r = await svc.switchover(req.targetRole, req.requestedBy, ctx);
-      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role) };
+      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role), auditError: ctx.auditError() };
+    }),
+    deleteBundle: unary(g, "deleteBundle", "quick", async (req, ctx) => {
+      const r = await svc.deleteBundle(req.bundleId, req.requestedBy, ctx);
+      return { ...r, auditError: ctx.auditError() };
     }),
     stageBundle: (call: ServerReadableStream<StageBundleRequest, never>, cb) => {
-      const ctx = contextOf(call, defaultDeadlineMs.patch);
+      const actor = admitted(svc, roles, "stageBundle", call, (err) => cb(err));
+      if (actor === null) return;
+      const ctx = contextOf(call, actor, defaultDeadlineMs.patch);
       const work = async () => {
         const it = call[Symbol.asyncIterator]() as AsyncIterator<StageBundleRequest>;
         const first = await it.next();
@@ -165,11 +218,12 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;
-        return svc.stageBundle(
+        const r = await svc.stageBundle(
           { bundleId: h.bundleId, size: h.size, sha256: h.sha256 },
           chunksOf(it, ctx.deadlineAt, () => call.cancelled),
           ctx,
         );
+        return { ...r, auditError: ctx.auditError() };
       };
       work().then(
         (res) => {
@@ -183,6 +237,7 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
       );
     },
     watchEvents: (call: ServerWritableStream<WatchEventsRequest, WatchEventsResponse>) => {
+      if (admitted(svc, roles, "watchEvents", call, (err) => call.emit("error", err)) === null) return;
       const ac = new AbortController();
       call.once("cancelled", () => ac.abort());
       call.once("close", () => ac.abort());
@@ -209,9 +264,10 @@ export async function startGrpcServer(
   listen: string,
   sec: GrpcSecurity,
   maxBundleBytes: number,
+  roles: GrpcRoles,
 ): Promise<{ server: Server; port: number }> {
   const server = new Server({ "grpc.max_receive_message_length": Math.min(maxBundleBytes + 1024 * 1024, 2 ** 31 - 1) });
-  server.addService(AgentServiceService, grpcHandlers(svc));
+  server.addService(AgentServiceService, grpcHandlers(svc, roles));
   const creds = await serverCredentials(sec);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, creds, (err, p) =>

@@ -1,21 +1,35 @@
 /** The agent's NATS connection: reconnects forever once up, so a NATS restart or outage never ends the agent. */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type ConnectionOptions, connect, type NatsConnection } from "@nats-io/transport-node";
+import { type NatsClientConfig, natsConnectOptions } from "../../common/nats_client.js";
+import { AgentError } from "../errors.js";
+
+/** Reads the credentials and TLS files of `cfg` (ECONFIG naming the file when one cannot be read). */
+export async function agentNatsOptions(cfg: NatsClientConfig): Promise<ConnectionOptions> {
+  try {
+    return await natsConnectOptions(cfg);
+  } catch (err) {
+    throw new AgentError("ECONFIG", (err as Error).message, { field: "nats" }, { cause: err });
+  }
+}
 
 /**
- * Connects to `servers`, trying again every `retryMs` until it succeeds or `signal` aborts (then it
- * rejects with the abort reason). Once connected, the client itself reconnects without limit.
+ * Connects with `options`, trying again every `retryMs` until it succeeds or `signal` aborts (then it
+ * rejects with the abort reason); `onError` hears why an attempt failed (refused credentials, say)
+ * and, once connected, every error the server reports (a permissions violation). Once connected,
+ * the client itself reconnects without limit.
  */
 export async function connectNats(
-  servers: string[],
+  options: ConnectionOptions,
   name: string,
+  onError: (err: unknown) => void,
   signal?: AbortSignal,
   retryMs = 500,
 ): Promise<NatsConnection> {
   for (;;) {
     signal?.throwIfAborted();
     try {
-      return await connect({
-        servers,
+      const nc = await connect({
+        ...options,
         name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
@@ -24,7 +38,12 @@ export async function connectNats(
         pingInterval: 10_000,
         maxPingOut: 2,
       });
-    } catch {
+      void (async () => {
+        for await (const s of nc.status()) if (s.type === "error") onError(s.error);
+      })();
+      return nc;
+    } catch (err) {
+      onError(err);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, retryMs);
         signal?.addEventListener(

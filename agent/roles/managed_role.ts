@@ -13,7 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import { afterPendingIo } from "../../common/index.js";
-import type { PairLeaseValue } from "../../proto/index.js";
+import { NAME_PATTERN, type PairLeaseValue } from "../../proto/index.js";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { DeadManFence } from "./dead_man_fence.js";
@@ -56,6 +56,38 @@ interface Promotion {
 
 const monotonicMs = () => performance.now();
 
+/** How the lease bucket is made (by the agent on an open server, by an admin identity on a hardened one). */
+export const LEASE_BUCKET_OPTIONS = { history: 1 } as const;
+
+/** A lease value is a few names and a number; anything longer is not one. */
+const MAX_LEASE_BYTES = 512;
+
+/**
+ * The lease in `entry`, or null when what is stored is not a lease: not the JSON shape we write, a
+ * holder that is not a node name, or an expiry further ahead than one ttl (plus one ttl for the
+ * clocks of two hosts to differ) — which no holder can write, and which would otherwise keep every
+ * node standby for as long as that expiry says. A stored value that is not a lease is treated as a
+ * lease whose expiry has passed: a challenger still waits one whole ttl before it takes it over.
+ */
+export function parseLease(data: Uint8Array, leaseTtlMs: number, nowMs = Date.now()): PairLeaseValue | null {
+  if (data.length === 0 || data.length > MAX_LEASE_BYTES) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+  } catch {
+    return null;
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  if (Object.keys(o).some((k) => !["holder", "expiresAtMs", "releasedBy"].includes(k))) return null;
+  const { holder, expiresAtMs, releasedBy } = o;
+  if (typeof holder !== "string" || (holder !== "" && !NAME_PATTERN.test(holder))) return null;
+  if (typeof expiresAtMs !== "number" || !Number.isFinite(expiresAtMs) || expiresAtMs < 0) return null;
+  if (expiresAtMs > nowMs + 2 * leaseTtlMs) return null;
+  if (releasedBy !== undefined && (typeof releasedBy !== "string" || !NAME_PATTERN.test(releasedBy))) return null;
+  return releasedBy === undefined ? { holder, expiresAtMs } : { holder, expiresAtMs, releasedBy };
+}
+
 export class ManagedRole implements RoleController {
   private readonly state = new RoleState("standby");
   private view: LeaseView = { kind: "none" };
@@ -88,12 +120,12 @@ export class ManagedRole implements RoleController {
     return this.state.role;
   }
 
-  /** The lease as stored now (for status and tests), or null. */
+  /** The lease as stored now (for status and tests), or null when there is none or what is stored is not a lease. */
   async readLease(): Promise<PairLeaseValue | null> {
     const kv = await this.bucket();
     const e = await kv.get(this.s.key);
     if (e?.operation !== "PUT" || e.length === 0) return null;
-    return e.json<PairLeaseValue>();
+    return parseLease(e.value, this.s.leaseTtlMs);
   }
 
   async start(): Promise<void> {
@@ -174,7 +206,7 @@ export class ManagedRole implements RoleController {
     if (!this.kv) {
       // Requests give up well within the demote deadline, so a dead link cannot pile them up.
       const js = jetstream(this.nc, { timeout: Math.max(50, Math.floor(this.s.demoteAfterMs / 2)) });
-      const kv = await new Kvm(js).create(this.s.bucket, { history: 1 });
+      const kv = await new Kvm(js).create(this.s.bucket, LEASE_BUCKET_OPTIONS);
       if (!this.kv) {
         this.kv = kv;
         void this.watchReleases(kv);
@@ -195,7 +227,8 @@ export class ManagedRole implements RoleController {
         this.watcher = it;
         if (this.stopped) it.stop();
         for await (const e of it) {
-          const released = e.operation !== "PUT" || e.length === 0 || e.json<PairLeaseValue>().holder === "";
+          const released =
+            e.operation !== "PUT" || e.length === 0 || parseLease(e.value, this.s.leaseTtlMs)?.holder === "";
           if (released && this.view.kind !== "holding") this.step();
         }
       } catch (err) {
@@ -342,21 +375,31 @@ export class ManagedRole implements RoleController {
       }
       return;
     }
-    const v = entry.json<PairLeaseValue>();
+    const v = parseLease(entry.value, this.s.leaseTtlMs);
     // After a voluntary release this node leaves the lease to its peer for one ttl (unless forced).
     const cooling = !force && now - this.releasedAt < this.s.leaseTtlMs;
-    const free = (v.holder === this.s.node || v.holder === "") && !cooling;
+    const free = v !== null && (v.holder === this.s.node || v.holder === "") && !cooling;
     if (this.view.kind !== "watching" || this.view.revision !== entry.revision) {
       this.view = { kind: "watching", revision: entry.revision, since: now };
+      if (v === null)
+        this.log(
+          `the lease key ${this.s.key} holds something that is not a lease (revision ${entry.revision}); it is taken over once it stays unchanged for ${this.s.leaseTtlMs} ms`,
+        );
     }
-    const expired = now - this.view.since >= this.s.leaseTtlMs && Date.now() >= v.expiresAtMs;
+    const expired = now - this.view.since >= this.s.leaseTtlMs && (v === null || Date.now() >= v.expiresAtMs);
     if (!free && !expired) return;
     try {
       const rev = await kv.update(this.s.key, this.mine(sentAt), entry.revision);
       this.becomeActive(
         rev,
         sentAt,
-        free ? (v.holder === this.s.node ? "lease still ours" : "lease released") : `lease of ${v.holder} expired`,
+        free
+          ? v?.holder === this.s.node
+            ? "lease still ours"
+            : "lease released"
+          : v
+            ? `lease of ${v.holder} expired`
+            : "the stored value was not a lease",
       );
     } catch (err) {
       if (!isCasFailure(err)) throw err;

@@ -8,6 +8,7 @@ import { codeOf } from "../../common/index.js";
 import { readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
+  type DeleteBundleResponse,
   type Event,
   type InfoResponse,
   Outcome,
@@ -51,6 +52,8 @@ export interface CallContext {
   actor: string;
   /** Fires at the call's deadline or when the client cancels. */
   signal: AbortSignal;
+  /** Told when the request's audit record could not be written (the reply must say so). */
+  auditFailed?: (err: AgentError) => void;
 }
 
 /** Everything the service works with. */
@@ -264,19 +267,47 @@ export class AgentService {
     return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
   }
 
+  /**
+   * Writes an audit record. A disk that refuses it never turns finished work into a failure: the
+   * record stays queued in the log (written when the disk takes it), goes to the agent's own log,
+   * and the caller is told through `ctx.auditFailed`.
+   */
+  private async record(rec: AuditRecord, ctx?: CallContext): Promise<void> {
+    try {
+      await this.d.audit.append(rec);
+    } catch (err) {
+      const e = err instanceof AgentError ? err : new AgentError("EIO", String(err));
+      this.d.log(
+        "error",
+        `audit record not written yet [${e.code}]: ${e.message}; it is queued and written once the disk takes it`,
+        {
+          audit: rec,
+        },
+      );
+      ctx?.auditFailed?.(e);
+    }
+  }
+
+  /** Records a call refused before it reached the service (its caller holds no role that may make it). */
+  async refused(actor: string, method: string, message: string): Promise<void> {
+    await this.record({ actor, action: method, request: {}, result: "EUNAUTHORIZED", message });
+  }
+
+  /** Runs a change request and audits it; `bundleId` is held while it runs, so DeleteBundle refuses that bundle meanwhile. */
   private async audited<T>(
     rec: Omit<AuditRecord, "result" | "actor">,
     ctx: CallContext,
     work: () => Promise<T>,
     results?: (t: T) => AuditRecord["processes"],
+    bundleId?: string,
   ): Promise<T> {
     try {
-      const out = await work();
+      const out = await (bundleId === undefined ? work() : this.d.store.holding(bundleId, work));
       const procs = results?.(out);
-      await this.d.audit.append({ ...rec, actor: ctx.actor, result: "ok", ...(procs ? { processes: procs } : {}) });
+      await this.record({ ...rec, actor: ctx.actor, result: "ok", ...(procs ? { processes: procs } : {}) }, ctx);
       return out;
     } catch (err) {
-      await this.d.audit.append({
+      await this.record({
         ...rec,
         actor: ctx.actor,
         result: codeOf(err),
@@ -292,19 +323,56 @@ export class AgentService {
     h: UploadHeader,
     chunks: AsyncIterable<Uint8Array>,
     ctx: CallContext,
-  ): Promise<StageBundleResponse> {
-    return this.audited({ action: "stage", request: { ...h } }, ctx, async () => {
-      const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
-        this.checkStageAllowed(b),
-      );
-      if (!alreadyStaged)
-        this.d.events.emit({
-          kind: "bundle.staged",
-          patchId: bundle.id,
-          state: PatchState.PATCH_STATE_STAGED,
-          actor: ctx.actor,
-        });
-      return { bundleId: bundle.id, alreadyStaged };
+  ): Promise<Omit<StageBundleResponse, "auditError">> {
+    return this.audited(
+      { action: "stage", request: { ...h } },
+      ctx,
+      async () => {
+        const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
+          this.checkStageAllowed(b),
+        );
+        if (!alreadyStaged)
+          this.d.events.emit({
+            kind: "bundle.staged",
+            patchId: bundle.id,
+            state: PatchState.PATCH_STATE_STAGED,
+            actor: ctx.actor,
+          });
+        return { bundleId: bundle.id, alreadyStaged };
+      },
+      undefined,
+      h.bundleId,
+    );
+  }
+
+  /**
+   * Removes a staged bundle, refused (EBUNDLE_IN_USE) while a follow rule names it, its patch is in
+   * a process (any state: loaded, active or inactive code still comes from it), or a request on it runs.
+   */
+  async deleteBundle(
+    bundleId: string,
+    requestedBy: string,
+    ctx: CallContext,
+  ): Promise<Omit<DeleteBundleResponse, "auditError">> {
+    return this.audited({ action: "delete", requestedBy, request: { bundleId } }, ctx, async () => {
+      const freedBytes = await this.d.store.remove(bundleId, async () => {
+        if (this.follow.all().some((r) => r.bundleId === bundleId))
+          throw new AgentError(
+            "EBUNDLE_IN_USE",
+            `bundle ${bundleId} has a follow rule (it is applied to new processes); revert it first, which removes the rule`,
+            { bundleId },
+          );
+        await this.refreshStates(ctx.signal);
+        const users = this.patchStates().filter((p) => p.patchId === bundleId);
+        if (users.length > 0)
+          throw new AgentError(
+            "EBUNDLE_IN_USE",
+            `bundle ${bundleId} is present in process${users.length === 1 ? "" : "es"} ${users.map((u) => u.pid).join(", ")}; revert it with unload first`,
+            { bundleId },
+          );
+      });
+      this.d.events.emit({ kind: "bundle.deleted", patchId: bundleId, actor: ctx.actor });
+      return { bundleId, freedBytes };
     });
   }
 
@@ -397,6 +465,7 @@ export class AgentService {
         return results;
       },
       auditProcesses,
+      req.bundleId,
     );
   }
 
@@ -418,6 +487,7 @@ export class AgentService {
         return [...done, ...skipped].sort((a, b) => a.pid - b.pid);
       },
       auditProcesses,
+      req.bundleId,
     );
   }
 
@@ -459,10 +529,16 @@ export class AgentService {
 
   async status(ctx: CallContext): Promise<StatusResponse> {
     await this.refreshStates(ctx.signal);
+    const audit = this.d.audit.health();
     return {
       stagedBundles: await this.d.store.list(),
       patches: this.patchStates(),
       role: roleToProto(this.d.role.role),
+      audit: {
+        error: audit.failure ? `[${audit.failure.code}] ${audit.failure.message}` : "",
+        pending: audit.pending,
+        dropped: audit.dropped,
+      },
     };
   }
 
@@ -507,7 +583,7 @@ export class AgentService {
         if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
       }
       out.push(r);
-      await this.d.audit.append({
+      await this.record({
         actor: rule.actor,
         action: "auto-apply",
         request: { bundleId: rule.bundleId, selector: rule.selector, trigger: "exec" },

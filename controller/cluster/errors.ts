@@ -6,6 +6,8 @@ import { CodedError } from "../../common/index.js";
 export type ClusterErrorCode =
   /** The NATS server could not be reached. */
   | "ENATS_CONNECT"
+  /** The file with the NATS credentials and TLS settings (--nats-config) is missing or has bad fields. */
+  | "ENATS_CONFIG"
   /** A cluster, pair or node name cannot be used in a NATS subject or KV key. */
   | "EBAD_NAME";
 

@@ -9,6 +9,6 @@ export {
   type PairJudgement,
 } from "./health.js";
 export { checkName } from "./names.js";
-export { connectNats } from "./nats.js";
+export { connectNats, type NatsTarget } from "./nats.js";
 export type { Liveness, NodeRole, NodeView, PatchView, SequenceGap, ServiceView } from "./types.js";
 export { applyHeartbeat, ClusterView, type ViewListener } from "./view.js";

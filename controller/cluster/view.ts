@@ -4,7 +4,14 @@
  * skew never makes a silent node look alive; a node that stops sending only grows older.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { clusterHeartbeatSubjects, Heartbeat, PatchState, parseHeartbeatSubject, Role } from "../../proto/index.js";
+import {
+  clusterHeartbeatSubjects,
+  Heartbeat,
+  NAME_PATTERN,
+  PatchState,
+  parseHeartbeatSubject,
+  Role,
+} from "../../proto/index.js";
 import { judgePair, liveness, type NodeHealth, nodeHealth, type PairJudgement } from "./health.js";
 import { checkName } from "./names.js";
 import type { Liveness, NewProcessesView, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
@@ -89,6 +96,31 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
   };
 }
 
+/** Most services, patches or metrics one heartbeat may carry; an agent sends far fewer. */
+const MAX_ENTRIES = 4096;
+
+/**
+ * Whether a decoded heartbeat is one an agent could have sent: names that are names, an interval
+ * and sequence in range, bounded lists, finite metric values. Protobuf decoding alone accepts any
+ * numbers, and a gate must never judge a NaN or an interval of 0.
+ */
+function plausible(hb: Heartbeat): boolean {
+  const finite = (m: Record<string, number>) => Object.values(m).every(Number.isFinite);
+  return (
+    NAME_PATTERN.test(hb.pair) &&
+    NAME_PATTERN.test(hb.node) &&
+    hb.intervalMs >= 1 &&
+    hb.intervalMs <= 600_000 &&
+    Number.isSafeInteger(hb.sequence) &&
+    hb.sequence >= 0 &&
+    hb.services.length <= MAX_ENTRIES &&
+    hb.patches.length <= MAX_ENTRIES &&
+    Object.keys(hb.metrics).length <= MAX_ENTRIES &&
+    finite(hb.metrics) &&
+    finite(hb.metricsReadAtMs)
+  );
+}
+
 /** Called after every accepted heartbeat. */
 export type ViewListener = (node: NodeView) => void;
 
@@ -131,6 +163,10 @@ export class ClusterView {
     // A body that disagrees with its subject is not trusted.
     const from = parseHeartbeatSubject(subject);
     if (hb.cluster !== this.cluster || from?.cluster !== hb.cluster || from.pair !== hb.pair || from.node !== hb.node) {
+      this.rejected++;
+      return;
+    }
+    if (!plausible(hb)) {
       this.rejected++;
       return;
     }

@@ -37,7 +37,7 @@ function checkOptions(o: DrillOptions): void {
     bad("timeoutMs", "must be 1000 to 3600000 ms");
   if (o.discoveryMs !== undefined && !(o.discoveryMs >= 0 && o.discoveryMs <= 60_000))
     bad("discoveryMs", "must be 0 to 60000 ms");
-  if (o.natsServers.length === 0) bad("natsServers", "give at least one NATS server URL");
+  if ((Array.isArray(o.nats) ? o.nats : o.nats.servers).length === 0) bad("nats", "give at least one NATS server URL");
   if (o.load) {
     try {
       planLoad(loadOptions(o.load));
@@ -96,7 +96,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillResult> {
   const deadline = deadlineSignal(opts.timeoutMs, opts.signal, finished.signal);
   const signal = deadline.signal;
   const emit = (e: DrillEvent) => opts.onEvent?.(e);
-  const nc = await connectNats(opts.natsServers, `hotpatch drill ${opts.cluster}/${opts.pair}`);
+  const nc = await connectNats(opts.nats, `hotpatch drill ${opts.cluster}/${opts.pair}`);
   const view = ClusterView.watch(nc, opts.cluster);
   const obs = new PairObserver(view, opts.pair, (c) => emit({ kind: "role", ...c }));
   const pool = new AgentPool(

@@ -1,5 +1,6 @@
 /** What a drill is asked to do and what it reports. */
-import type { AgentSecurity } from "../rollout/plan_types.js";
+import type { AgentSecurity } from "../agents/index.js";
+import type { NatsTarget } from "../cluster/index.js";
 
 /** A graceful swap of roles, or the crash of the active node. */
 export type DrillKind = "switchover" | "failover";
@@ -43,8 +44,8 @@ export interface RestartNeed {
 
 /** Options of runDrill. */
 export interface DrillOptions {
-  /** NATS server URLs. */
-  natsServers: string[];
+  /** NATS: a `nats:` section (credentials, TLS), or the URLs of a server that asks none. */
+  nats: NatsTarget;
   /** Cluster name. */
   cluster: string;
   /** Pair to drill. */

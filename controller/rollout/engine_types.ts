@@ -16,8 +16,8 @@ export interface EngineDeps {
   view: Pick<ClusterView, "now" | "node" | "health">;
   /** The agent of a node. */
   agent: (node: string) => AgentApi;
-  /** The bundle to stage (read from plan.bundle). */
-  bundle: BundleArchive;
+  /** The bundle to stage (read from plan.bundle), read when a stage step first needs it. */
+  bundle: () => Promise<BundleArchive>;
   /** Receives every event. */
   emit: (e: RolloutEventBody) => void;
   /** Audit identity sent to agents. */

@@ -34,7 +34,5 @@ export type RolloutEventBody =
 /** One event. */
 export type RolloutEvent = EventBase & RolloutEventBody;
 
-/** Subject rollout events are published on. */
-export function rolloutSubject(cluster: string, id: string): string {
-  return `hotpatch.rollout.${cluster}.${id}`;
-}
+/** Subject rollout events are published on (the NATS contract's). */
+export { rolloutSubject } from "../../proto/index.js";

@@ -12,6 +12,7 @@ export type * from "./plan_types.js";
 export {
   actorName,
   type Discovery,
+  discoverCluster,
   discoverPairs,
   listRollouts,
   type RunOptions,
@@ -19,6 +20,7 @@ export {
   readRollout,
   requestStop,
   resumeRollout,
+  stagesOf,
   startRollout,
 } from "./runner.js";
 export type * from "./state_types.js";

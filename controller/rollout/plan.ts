@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseDocument } from "yaml";
 import { FieldReader, type Mapping } from "../../common/index.js";
+import { readNatsClient } from "../../common/nats_client.js";
 import { NAME_PATTERN, NAME_RULE } from "../../proto/index.js";
 import { parseDuration } from "./duration.js";
 import { PlanError, RolloutError } from "./errors.js";
@@ -177,13 +178,7 @@ export function validatePlan(doc: unknown, source: string, baseDir: string): Pla
   if (!root) throw new PlanError(source, c.issues);
   c.required(root, ["cluster", "bundle", "target", "agents"]);
   const cluster = root.cluster === undefined ? "" : (c.name(root.cluster, "cluster") ?? "");
-  let natsServers = ["nats://127.0.0.1:4222"];
-  if (root.nats !== undefined) {
-    const n = c.mapping(root.nats, "nats", ["servers"]);
-    if (n && (!Array.isArray(n.servers) || n.servers.length === 0 || !n.servers.every((s) => typeof s === "string")))
-      c.expected("nats.servers", "a non-empty list of URLs such as nats://host:4222", n.servers);
-    else if (n) natsServers = n.servers as string[];
-  }
+  const nats = readNatsClient(c, root.nats, "nats", ["nats://127.0.0.1:4222"]);
   const bundle = root.bundle === undefined ? "" : (c.file(root.bundle, "bundle") ?? "");
   const target = root.target === undefined ? {} : readTarget(c, root.target);
   let pairs: Plan["pairs"] = "all";
@@ -249,7 +244,7 @@ export function validatePlan(doc: unknown, source: string, baseDir: string): Pla
   return {
     source,
     cluster,
-    natsServers,
+    nats,
     bundle,
     target,
     pairs,

@@ -1,4 +1,5 @@
 /** A validated rollout plan. Durations are milliseconds; paths are absolute. */
+import type { NatsClientConfig } from "../../common/nats_client.js";
 import type { AgentEndpoints, TargetSelector } from "../agents/index.js";
 
 export type { AgentEndpoints, AgentSecurity, TargetSelector } from "../agents/index.js";
@@ -86,8 +87,8 @@ export interface Plan {
   source: string;
   /** Cluster name. */
   cluster: string;
-  /** NATS servers. */
-  natsServers: string[];
+  /** NATS servers, credentials and TLS (`nats:`, as in the agent's config). */
+  nats: NatsClientConfig;
   /** Bundle directory or .tar (absolute). */
   bundle: string;
   /** Processes to patch on each node. */

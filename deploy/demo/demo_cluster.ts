@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { DemoError } from "./errors.js";
+import { spawnNamespacedNode } from "./node_namespace.js";
 import { roleFileHook, writeRoleFile } from "./service.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -62,14 +63,22 @@ export interface DemoNats {
   stop(): Promise<void>;
 }
 
-export async function startNats(dir: string): Promise<DemoNats> {
-  const port = await freePort();
+/**
+ * Starts nats-server on `port`: from `configFile` (the hardened config: TLS, nkey users, each
+ * identity's permissions; clients use tls://), or, in lab mode, open to anyone on loopback.
+ */
+export async function startNats(dir: string, port: number, configFile?: string): Promise<DemoNats> {
   const store = path.join(dir, "nats");
   await mkdir(store, { recursive: true });
-  const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store], { stdio: "ignore" });
-  await waitFor("nats-server", 10_000, async () => ((await portOpen(port)) ? true : undefined));
+  const where = ["-a", "127.0.0.1", "-p", String(port)];
+  const args = configFile ? ["-c", configFile, ...where] : [...where, "-js", "-sd", store];
+  const child = spawn("nats-server", args, { stdio: "ignore" });
+  await waitFor("nats-server", 10_000, async () => {
+    if (child.exitCode !== null) throw new DemoError("ESERVICE_START", `nats-server exited with ${child.exitCode}`);
+    return (await portOpen(port)) ? true : undefined;
+  });
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `${configFile ? "tls" : "nats"}://127.0.0.1:${port}`,
     async stop() {
       child.kill("SIGTERM");
       await ended(child);
@@ -102,6 +111,13 @@ export interface DemoNodeOptions {
   /** The demo service binary (also the agent's allow-list and the rollout's target). */
   binary: string;
   heartbeatMs: number;
+  /** Hardened: the node's gRPC certificate, the CA, the controller's CN, the node's nats: section. Absent in lab mode. */
+  security?: {
+    ca: string;
+    server: { cert: string; key: string };
+    controller: string;
+    nats: Record<string, unknown>;
+  };
 }
 
 export async function startNode(o: DemoNodeOptions): Promise<DemoNode> {
@@ -117,8 +133,14 @@ export async function startNode(o: DemoNodeOptions): Promise<DemoNode> {
       node: o.node,
       pair: o.pair,
       cluster: o.cluster,
-      grpc: { listen: "127.0.0.1:0", insecure: true }, // demo mode: loopback only, no TLS
-      nats: { servers: [o.natsUrl] },
+      grpc: o.security
+        ? {
+            listen: "127.0.0.1:0",
+            tls: { ca: o.security.ca, cert: o.security.server.cert, key: o.security.server.key },
+            roles: { controller: [o.security.controller] },
+          }
+        : { listen: "127.0.0.1:0", insecure: true }, // lab mode: loopback only, no TLS
+      nats: o.security ? o.security.nats : { servers: [o.natsUrl] },
       heartbeat: { intervalMs: o.heartbeatMs },
       role: {
         source: "static",
@@ -142,28 +164,11 @@ export async function startNode(o: DemoNodeOptions): Promise<DemoNode> {
       logLevel: "warn",
     }),
   );
-  // sh is the namespace's init; it starts the service, then the agent, and waits.
-  const child = spawn(
-    "unshare",
-    [
-      "--pid",
-      "--fork",
-      "--kill-child",
-      "--mount-proc",
-      "--",
-      "sh",
-      "-c",
-      `"$0" --port "$1" --role-file "$2" >>"$5" 2>&1 & "$3" "$4" agent --config "$6" >>"$5" 2>&1; wait`,
-      o.binary,
-      String(servicePort),
-      roleFile,
-      process.execPath,
-      hotpatchBin,
-      log,
-      config,
-    ],
-    { stdio: "ignore" },
-  );
+  const child = spawnNamespacedNode({
+    service: [o.binary, "--port", String(servicePort), "--role-file", roleFile],
+    agent: [process.execPath, hotpatchBin, "agent", "--config", config],
+    logFile: log,
+  });
   const exited = ended(child);
   await waitFor(`node ${o.node}`, 20_000, async () => {
     if (child.exitCode !== null) {

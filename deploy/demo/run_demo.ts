@@ -10,8 +10,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type DemoNats, type DemoNode, runHotpatch, startNats, startNode } from "./demo_cluster.js";
+import { type DemoNats, type DemoNode, freePort, runHotpatch, startNats, startNode } from "./demo_cluster.js";
 import { startLoadgen } from "./loadgen.js";
+import { DEMO_CONTROLLER, type DemoSecurity, makeDemoSecurity } from "./security.js";
 import { buildDemoService, DEMO_FIX_SOURCE } from "./service.js";
 import type { DemoRunOptions, LoadgenRun, LoadgenSummary } from "./types.js";
 
@@ -33,6 +34,7 @@ function versionCounts(s: LoadgenSummary): string {
  */
 export async function runDemo(options: DemoRunOptions): Promise<number> {
   const { json, keep, signal } = options;
+  const lab = options.lab === true;
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
   const started = Date.now();
@@ -64,35 +66,48 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     return cleaning;
   };
   try {
-    say("starting NATS and two 1+1 pairs (each node: the demo service and a hotpatch agent)");
-    nats = await startNats(dir);
+    say(
+      lab
+        ? "starting NATS and two 1+1 pairs, lab mode: NATS open on loopback, gRPC without TLS"
+        : "starting NATS and two 1+1 pairs, hardened: mTLS gRPC with roles, NATS over TLS with one least-privilege identity each",
+    );
+    const natsPort = await freePort();
+    const names = PAIRS.flatMap((pair) => [`${pair}-a`, `${pair}-b`].map((node) => ({ pair, node })));
+    const sec: DemoSecurity | null = lab ? null : await makeDemoSecurity(dir, CLUSTER, names, natsPort);
+    nats = await startNats(dir, natsPort, sec?.natsServerConfig);
     const binary = await buildDemoService(path.join(dir, "quote_service"));
     const natsUrl = nats.url;
+    const nodeSecurity = (node: string) => {
+      const server = sec?.servers[node];
+      const natsSection = sec?.nodeNats[node];
+      return sec && server && natsSection
+        ? { security: { ca: sec.ca, server, controller: DEMO_CONTROLLER, nats: natsSection } }
+        : {};
+    };
     for (const pair of PAIRS) {
-      const made = await Promise.all([
-        startNode({
-          dir,
-          cluster: CLUSTER,
-          pair,
-          node: `${pair}-a`,
-          role: "active",
-          natsUrl,
-          binary,
-          heartbeatMs: 250,
+      const made = await Promise.all(
+        (["active", "standby"] as const).map((role, i) => {
+          const node = `${pair}-${i === 0 ? "a" : "b"}`;
+          return startNode({
+            dir,
+            cluster: CLUSTER,
+            pair,
+            node,
+            role,
+            natsUrl,
+            binary,
+            heartbeatMs: 250,
+            ...nodeSecurity(node),
+          });
         }),
-        startNode({
-          dir,
-          cluster: CLUSTER,
-          pair,
-          node: `${pair}-b`,
-          role: "standby",
-          natsUrl,
-          binary,
-          heartbeatMs: 250,
-        }),
-      ]);
+      );
       nodes.push(...made);
     }
+    // The controller's identity: its nats: section for the plan, its file and client certificate for the commands.
+    const natsArgs = sec ? ["--nats-config", sec.controllerNatsFile] : ["--nats", natsUrl];
+    const agentArgs = sec
+      ? ["--tls-ca", sec.ca, "--tls-cert", sec.controller.cert, "--tls-key", sec.controller.key]
+      : ["--insecure"];
     if (!json) {
       for (const n of nodes)
         stdout.write(`  ${n.node.padEnd(5)} ${n.role.padEnd(8)} service on 127.0.0.1:${n.servicePort}\n`);
@@ -145,7 +160,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
       plan,
       [
         `cluster: ${CLUSTER}`,
-        `nats: {servers: ["${natsUrl}"]}`,
+        `nats: ${JSON.stringify(sec ? sec.controllerNats : { servers: [natsUrl] })}`,
         `bundle: ${bundle}`,
         `target: {exePath: ${binary}}`,
         "pairs: all",
@@ -160,7 +175,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
         "  patchActive: {mode: enforce}",
         "failurePolicy: rollback-all",
         "progressDeadline: 1m",
-        "agents: {insecure: true}",
+        `agents: ${JSON.stringify(sec ? { tls: { ca: sec.ca, cert: sec.controller.cert, key: sec.controller.key } } : { insecure: true })}`,
         "",
       ].join("\n"),
     );
@@ -172,7 +187,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
 
     say("switchover drill on p1: the standby (already patched) takes over, the old active steps down");
     const drill = await runHotpatch(
-      ["drill", "switchover", "--pair", "p1", "--cluster", CLUSTER, "--nats", natsUrl, "--insecure", "--json"],
+      ["drill", "switchover", "--pair", "p1", "--cluster", CLUSTER, ...natsArgs, ...agentArgs, "--json"],
       { signal: running.signal },
     );
     const drillResult =
@@ -181,7 +196,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
 
     for (const l of loads) l.stop();
     const after = await Promise.all(loads.map((l) => l.done));
-    const status = await runHotpatch(["cluster", "status", "--cluster", CLUSTER, "--nats", natsUrl, "--json"], {
+    const status = await runHotpatch(["cluster", "status", "--cluster", CLUSTER, ...natsArgs, "--json"], {
       signal: running.signal,
     });
 
@@ -189,6 +204,7 @@ export async function runDemo(options: DemoRunOptions): Promise<number> {
     const wrongAfter = after.reduce((n, s, i) => n + s.wrong - (mid[i]?.wrong ?? 0), 0);
     const summary = {
       seconds: Number(((Date.now() - started) / 1000).toFixed(1)),
+      mode: lab ? "lab" : "hardened",
       rolloutExit: rollout.code,
       pairs: PAIRS.map((pair, i) => ({
         pair,

@@ -158,6 +158,11 @@ export interface DemoRunOptions {
   json: boolean;
   /** Leave the demo's working folder (bundle, plan, agent configs, logs) in place for inspection. */
   keep: boolean;
+  /**
+   * Lab mode: NATS without credentials and gRPC without TLS (loopback only). By default the demo
+   * runs hardened: mTLS gRPC with roles, NATS over TLS with a least-privilege nkey per identity.
+   */
+  lab?: boolean;
   /** Aborting it (Ctrl-C) stops everything the demo started; the demo then returns 130. */
   signal: AbortSignal;
   /** Where the story and the summary go (default process.stdout). */

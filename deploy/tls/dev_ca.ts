@@ -1,6 +1,6 @@
 /**
- * Development PKI for hotpatch's mTLS: a CA, server certificates for agents (SAN 127.0.0.1,
- * localhost and the node name) and client certificates for operators and controllers, made with
+ * Development PKI for hotpatch's mTLS: a CA, server-only certificates for agents (SAN 127.0.0.1,
+ * localhost and the node name) and client-only certificates for operators, controllers and viewers, made with
  * the `openssl` command (Debian package `openssl`; scripts/setup.sh installs it). Not for production:
  * keys are written unencrypted.
  *
@@ -122,7 +122,11 @@ async function signLeaf(dir: string, ca: CertFiles, name: string, ext: string): 
   return files;
 }
 
-/** A server certificate for an agent: SAN localhost, 127.0.0.1, ::1, the node name and `extraSans` (DNS names or IPs). */
+/**
+ * A server certificate for an agent (or the NATS server): SAN localhost, 127.0.0.1, ::1, the node
+ * name and `extraSans` (DNS names or IPs). Extended key usage serverAuth only: it can never act as a
+ * client (the TLS handshake refuses it, and agents refuse any certificate that says serverAuth).
+ */
 export function makeServerCert(dir: string, ca: CertFiles, node: string, extraSans: string[] = []): Promise<CertFiles> {
   const sans = [
     "DNS:localhost",
@@ -135,11 +139,11 @@ export function makeServerCert(dir: string, ca: CertFiles, node: string, extraSa
     dir,
     ca,
     node,
-    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${sans.join(",")}\n`,
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=${sans.join(",")}\n`,
   );
 }
 
-/** A client certificate; its CN (`name`) is who the agent's audit log names. */
+/** A client certificate (extended key usage clientAuth only); its CN (`name`) is who the agent's audit log names and what `grpc.roles` maps to a role. */
 export function makeClientCert(dir: string, ca: CertFiles, name: string): Promise<CertFiles> {
   return signLeaf(
     dir,

@@ -125,6 +125,42 @@ describe("agent configuration", () => {
       timeoutMs: 1000,
     });
     assert.equal(c.metricsListen, "127.0.0.1:9464");
+    assert.deepEqual(c.grpc.roles, { operator: [], controller: [], viewer: [] });
+    assert.deepEqual(c.nats, {
+      servers: ["nats://127.0.0.1:4222"],
+      auth: { kind: "none" },
+      tls: null,
+      inboxPrefix: "_INBOX",
+    });
+  });
+
+  it("NATS credentials and TLS: every kind is taken, files resolved against the file's folder", () => {
+    const withNats = (nats: Record<string, unknown>) =>
+      parseConfig({ ...good(), nats: { servers: ["tls://nats.example:4222"], ...nats } }, "t.yaml", "/etc/hotpatch")
+        .nats;
+    assert.deepEqual(withNats({ user: "u", password: "p" }).auth, { kind: "password", user: "u", password: "p" });
+    assert.deepEqual(withNats({ token: "s3cret" }).auth, { kind: "token", token: "s3cret" });
+    assert.deepEqual(withNats({ nkey: "nats/node-a.nk" }).auth, {
+      kind: "nkey",
+      seedFile: "/etc/hotpatch/nats/node-a.nk",
+    });
+    assert.deepEqual(withNats({ creds: "/etc/nats/a.creds" }).auth, { kind: "creds", file: "/etc/nats/a.creds" });
+    const t = withNats({ tls: { ca: "ca.crt", cert: "a.crt", key: "a.key" }, inboxPrefix: "_INBOX.node-a" });
+    assert.deepEqual(t.tls, { ca: "/etc/hotpatch/ca.crt", cert: "/etc/hotpatch/a.crt", key: "/etc/hotpatch/a.key" });
+    assert.equal(t.inboxPrefix, "_INBOX.node-a");
+  });
+
+  it("gRPC roles map certificate names; insecure gRPC is taken on loopback addresses", () => {
+    const c = parseConfig(
+      { ...good(), grpc: { ...good().grpc, roles: { operator: ["alice"], controller: ["ci"], viewer: ["grafana"] } } },
+      "t.yaml",
+      "/etc",
+    );
+    assert.deepEqual(c.grpc.roles, { operator: ["alice"], controller: ["ci"], viewer: ["grafana"] });
+    for (const listen of ["127.0.0.1:7443", "127.0.0.2:0", "[::1]:7443", "localhost:7443"]) {
+      const sec = parseConfig({ ...good(), grpc: { listen, insecure: true } }, "t.yaml", "/etc").grpc.security;
+      assert.deepEqual(sec, { kind: "insecure" });
+    }
   });
 
   it("service metrics: /proc metrics on by default; http and exec scrapes with their defaults", () => {
@@ -160,6 +196,12 @@ describe("agent configuration", () => {
     });
   });
 
+  it("uploads and the audit log get their limits and fsync policy by default", () => {
+    const c = parseConfig(good(), "t", "/");
+    assert.deepEqual(c.uploads, { quotaBytes: 2 ** 30, maxConcurrent: 2 });
+    assert.deepEqual(c.audit, { fsync: "always", fsyncIntervalMs: 1000 });
+  });
+
   it("managed roles get a demote deadline below the lease ttl by default", () => {
     const c = parseConfig(
       mutate((d) => (d.role = { source: "managed", leaseTtlMs: 2000 } as never)),
@@ -182,6 +224,50 @@ describe("agent configuration", () => {
     ["tls without key", (d) => delete (d.grpc.tls as Record<string, unknown>).key, "grpc.tls.key", /non-empty string/],
     ["a NATS server that is not a URL", (d) => (d.nats.servers = ["127.0.0.1"]), "nats.servers[0]", /nats:\/\//],
     ["no NATS servers", (d) => (d.nats.servers = []), "nats.servers", /at least one/],
+    [
+      "two kinds of NATS credentials",
+      (d) => Object.assign(d.nats, { token: "t", nkey: "a.nk" }),
+      "nats",
+      /one kind of credentials, got token and nkey/,
+    ],
+    [
+      "a NATS user without a password",
+      (d) => Object.assign(d.nats, { user: "u" }),
+      "nats.password",
+      /password for user/,
+    ],
+    ["NATS TLS without a CA", (d) => Object.assign(d.nats, { tls: { cert: "c", key: "k" } }), "nats.tls.ca", /CA/],
+    [
+      "a NATS client certificate without its key",
+      (d) => Object.assign(d.nats, { tls: { ca: "ca", cert: "c" } }),
+      "nats.tls",
+      /both cert and key/,
+    ],
+    [
+      "a NATS inbox prefix with a wildcard",
+      (d) => Object.assign(d.nats, { inboxPrefix: "_INBOX.>" }),
+      "nats.inboxPrefix",
+      /no wildcards/,
+    ],
+    ["a misspelt NATS key", (d) => Object.assign(d.nats, { passwd: "x" }), "nats.passwd", /unknown field/],
+    [
+      "insecure gRPC on a non-loopback address",
+      (d) => (d.grpc = { listen: "0.0.0.0:7443", insecure: true } as never),
+      "grpc.insecure",
+      /only on a loopback address/,
+    ],
+    [
+      "an unknown gRPC role",
+      (d) => Object.assign(d.grpc, { roles: { admin: ["alice"] } }),
+      "grpc.roles.admin",
+      /unknown field; expected one of operator, controller, viewer/,
+    ],
+    [
+      "a client named in two gRPC roles",
+      (d) => Object.assign(d.grpc, { roles: { operator: ["alice"], viewer: ["alice"] } }),
+      "grpc.roles.viewer[0]",
+      /one role only, "alice" is also a operator/,
+    ],
     ["heartbeat interval of 0", (d) => (d.heartbeat = { intervalMs: 0 }), "heartbeat.intervalMs", /integer from 10/],
     ["unknown role source", (d) => (d.role = { source: "vrrp" } as never), "role.source", /static, external, managed/],
     ["static role without a role", (d) => (d.role = { source: "static" } as never), "role.role", /active, standby/],
@@ -237,6 +323,24 @@ describe("agent configuration", () => {
     ["a relative allow-list path", (d) => (d.allow = ["bin/app"]), "allow[0]", /absolute path/],
     ["no bundle dir", (d) => delete (d as Record<string, unknown>).bundleDir, "bundleDir", /non-empty string/],
     ["a misspelt key", (d) => ((d as Record<string, unknown>).auditlog = "x"), "auditlog", /unknown field/],
+    [
+      "an upload quota below the largest bundle",
+      (d) => ((d as Record<string, unknown>).uploads = { quotaBytes: 4096 }),
+      "uploads.quotaBytes",
+      /at least grpc.maxBundleBytes/,
+    ],
+    [
+      "no uploads at once",
+      (d) => ((d as Record<string, unknown>).uploads = { maxConcurrent: 0 }),
+      "uploads.maxConcurrent",
+      /integer from 1 to 64/,
+    ],
+    [
+      "an unknown audit fsync policy",
+      (d) => ((d as Record<string, unknown>).audit = { fsync: "sometimes" }),
+      "audit.fsync",
+      /one of always, interval, never/,
+    ],
     ["a bad log level", (d) => ((d as Record<string, unknown>).logLevel = "loud"), "logLevel", /one of fatal/],
     [
       "duplicate service names",

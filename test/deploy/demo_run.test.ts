@@ -66,8 +66,13 @@ it("rolls the fix through both pairs with zero failed requests, drills a switcho
     pairs: { pair: string; byVersion: Record<string, { correct: number; wrong: number }> }[];
     drill: { newActive: string; oldActive: string; detectionMs: number; takeoverMs: number } | null;
     seconds: number;
+    mode: string;
+    cluster: string | null;
   };
   assert.equal(code, 0, out.slice(-3000));
+  // Hardened by default: mTLS gRPC with roles, NATS with credentials; cluster status reads as the controller.
+  assert.equal(summary.mode, "hardened");
+  assert.ok(summary.cluster, "cluster status ran with the controller's NATS identity");
   assert.equal(summary.rolloutExit, 0);
   assert.equal(summary.failedRequests, 0);
   assert.equal(summary.wrongAnswersAfterRollout, 0);
@@ -81,8 +86,8 @@ it("rolls the fix through both pairs with zero failed requests, drills a switcho
   assert.equal(await leftovers(tag), "", "every process the demo started is gone");
 });
 
-it("Ctrl-C stops everything the demo started", { timeout: 300_000 }, async () => {
-  const { child, stdout, tag } = startDemo([]);
+it("Ctrl-C stops everything the demo started (in lab mode)", { timeout: 300_000 }, async () => {
+  const { child, stdout, tag } = startDemo(["--lab"]);
   let out = "";
   stdout.on("data", (d: Buffer) => {
     out += d.toString();
@@ -95,6 +100,7 @@ it("Ctrl-C stops everything the demo started", { timeout: 300_000 }, async () =>
     };
     check();
   });
+  assert.match(out, /lab mode: NATS open on loopback, gRPC without TLS/);
   assert.notEqual(leftoversNow(tag), "", "the tag finds the demo's processes while it runs");
   child.kill("SIGINT");
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));

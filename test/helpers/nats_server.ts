@@ -1,4 +1,7 @@
-/** A real nats-server with JetStream on a free port and a temporary store dir, restartable on the same port. */
+/**
+ * A real nats-server with JetStream on a free port and a temporary store dir, restartable on the
+ * same port; optionally run from a config file (the hardened one, see secure_nats.ts).
+ */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -30,22 +33,25 @@ export interface NatsServer {
  * Starts a nats-server on `port`, or on a free one: a port found free can be taken by another
  * process before the server binds it, and then another is tried.
  */
-export async function startNatsServer(port?: number): Promise<NatsServer> {
-  if (port !== undefined) return startOn(port);
+export async function startNatsServer(port?: number, configFile?: string): Promise<NatsServer> {
+  if (port !== undefined) return startOn(port, configFile);
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOn(await freePort());
+      return await startOn(await freePort(), configFile);
     } catch (err) {
       if (attempt >= 5 || !/address already in use/i.test(String((err as Error).message))) throw err;
     }
   }
 }
 
-async function startOn(port: number): Promise<NatsServer> {
+async function startOn(port: number, configFile?: string): Promise<NatsServer> {
   const storeDir = await mkdtemp(path.join(tmpdir(), "hotpatch-nats-"));
   let child: ChildProcess | null = null;
+  // A config file brings its own JetStream store; the flags only pin the address.
+  const where = ["-a", "127.0.0.1", "-p", String(port)];
+  const args = configFile ? ["-c", configFile, ...where] : [...where, "-js", "-sd", storeDir];
   const start = async () => {
-    const c = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
+    const c = spawn("/usr/sbin/nats-server", args, {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child = c;

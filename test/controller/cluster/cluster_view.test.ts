@@ -101,6 +101,29 @@ describe("cluster view", () => {
     }
   });
 
+  it("rejects heartbeats no agent sends: an interval of 0, a NaN metric, a sequence beyond 2^53", async () => {
+    const view = ClusterView.watch(nc, "c1");
+    try {
+      await nc.flush();
+      const { Heartbeat } = await import("../../../proto/index.js");
+      const beat = (extra: Record<string, unknown>) =>
+        nc.publish(
+          "hotpatch.hb.c1.p1.a",
+          Heartbeat.encode(
+            Heartbeat.fromPartial({ cluster: "c1", pair: "p1", node: "a", sequence: 1, intervalMs: 100, ...extra }),
+          ).finish(),
+        );
+      beat({ intervalMs: 0 });
+      beat({ metrics: { "svc.errors": Number.NaN } });
+      beat({ sequence: 2 ** 60 });
+      await nc.flush();
+      await until(() => view.rejected === 3, 5000, "three rejected heartbeats");
+      assert.equal(view.nodes().length, 0);
+    } finally {
+      view.close();
+    }
+  });
+
   it("`hotpatch cluster status` shows every pair with role, health, heartbeat age and patches", async () => {
     // Sent every 100 ms, announced as 2 s: the MISSED column stays 0 however busy the machine is. The
     // command listens 2.5 s, so both nodes are heard even if this process or the command is held up

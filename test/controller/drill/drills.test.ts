@@ -14,7 +14,7 @@ import { type HookRun, startTestPair, type TestPair } from "../../helpers/pair_h
 describe("drills on a managed pair", () => {
   let p: TestPair;
   const base = (): Omit<DrillOptions, "kind"> => ({
-    natsServers: [p.nats.url],
+    nats: [p.nats.url],
     cluster: p.cluster,
     pair: p.pair,
     agentSecurity: { kind: "insecure" },

@@ -45,7 +45,7 @@ describe("drill refusals", () => {
   };
   const drill = (o: Partial<DrillOptions>) =>
     runDrill({
-      natsServers: [nats.url],
+      nats: [nats.url],
       cluster: "c1",
       pair: "sim",
       kind: "failover",

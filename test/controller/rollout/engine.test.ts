@@ -128,7 +128,7 @@ function engineOn(cluster: FakeCluster, rec: RolloutRecord) {
       },
     },
     agent: (n) => cluster.agent(n),
-    bundle: { id: "fix-1", bytes: Buffer.alloc(0), sha256: "" },
+    bundle: async () => ({ id: "fix-1", bytes: Buffer.alloc(0), sha256: "" }),
     emit: (e) => events.push(e),
     actor: "test",
     pollMs: 5,
