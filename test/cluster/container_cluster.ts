@@ -12,7 +12,8 @@ import path from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { StartedNetwork, StartedTestContainer } from "testcontainers";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
+import { parseConfig } from "../../agent/index.js";
 import { buildDemoService } from "../../deploy/demo/index.js";
 import { rolloutBucket } from "../../proto/index.js";
 import { agentImage, natsImage, nodeImage } from "./images.js";
@@ -106,6 +107,24 @@ function agentConfig(o: { cluster: string; pair: string; node: string; role: str
     auditLog: "/tmp/audit.jsonl",
     logLevel: "info",
   });
+}
+
+/**
+ * Why the agents in the node containers would refuse their configuration, or null. Since gRPC
+ * authorisation landed, plaintext gRPC is refused off loopback; until the suite's nodes get
+ * certificates (server certificates with the node addresses as IP SANs, `grpc.roles`, plans'
+ * `agents.tls`, the drill's `--tls-*`), the suite says so instead of starting a cluster that
+ * cannot come up.
+ */
+export function nodeConfigProblem(): string | null {
+  try {
+    parseConfig(
+      parse(agentConfig({ cluster: "c", pair: "p", node: "n", role: "standby", natsUrls: ["nats://n:4222"] })),
+    );
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** Reads a file inside a container (the images have no cat: node reads it). */
