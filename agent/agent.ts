@@ -1,6 +1,7 @@
 /** Puts the agent together: store, audit log, service, gRPC, NATS heartbeats, peer watch, role, metrics, follow. */
 import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
+import { networkInterfaces } from "node:os";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Event, eventSubject, heartbeatSubject } from "../proto/index.js";
@@ -9,7 +10,7 @@ import type { AgentConfig } from "./config/types.js";
 import { nativeEngine } from "./engine/native_engine.js";
 import type { Engine } from "./engine/types.js";
 import { EventHub } from "./events.js";
-import { startExecWatch } from "./follow/exec_watch.js";
+import { type ExecWatchMode, startExecWatch } from "./follow/exec_watch.js";
 import { startGrpcServer, stopGrpcServer } from "./grpc/server.js";
 import { heartbeatContent } from "./heartbeat/content.js";
 import { readLoad } from "./heartbeat/load.js";
@@ -137,6 +138,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     const { probes, serviceMetrics } = startProbes(config, ids, service, metrics, log, cleanups);
     // Announced in heartbeats once the gRPC server listens, so controllers can find this agent.
     let grpcAddress = "";
+    // How new processes are found (announced in heartbeats, so `cluster status` says when it is a scan).
+    let newProcesses: ExecWatchMode | null = null;
 
     const runId = randomUUID();
     const content = heartbeatContent({
@@ -145,6 +148,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       patches: () => service.patchStates(),
       serviceMetrics,
       grpcAddress: () => grpcAddress,
+      newProcesses: () => newProcesses,
       agentStartTime: (await readStartTime(process.pid)) ?? 0,
     });
     natsReady.then(
@@ -155,7 +159,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       () => undefined,
     );
 
-    followExecs(service, log, cleanups);
+    newProcesses = await followExecs(service, log, cleanups);
 
     let metricsPort: number | null = null;
     if (config.metricsListen) {
@@ -172,7 +176,7 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
       config.grpc.roles,
     );
     cleanups.push(() => stopGrpcServer(server as GrpcServer));
-    grpcAddress = `${config.grpc.listen.replace(/:\d+$/, "")}:${port}`;
+    grpcAddress = announcedAddress(config.grpc.listen, port);
     log.info({ grpcPort: port, metricsPort, role: role.role, runId }, "agent started");
     return { grpcPort: port, metricsPort, service, role, stop };
   } catch (err) {
@@ -228,16 +232,39 @@ function startNatsParts(conn: NatsConnection, p: NatsParts): void {
   cleanups.push(() => peer.stop());
 }
 
-/** Applies the follow rules to every process that execs, when the kernel lets this agent watch execs. */
-function followExecs(service: AgentService, log: Logger, cleanups: (() => Promise<void> | void)[]): void {
-  try {
-    const watch = startExecWatch((pid, at) => {
-      service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
-    });
-    cleanups.push(() => watch.stop());
-  } catch (err) {
-    log.warn({ err }, "cannot watch new processes (needs root / CAP_NET_ADMIN); follow_new_processes will not work");
-  }
+/**
+ * Applies the follow rules to every process that execs: from the kernel's exec events, or by
+ * scanning /proc where those cannot reach this agent (said at start; the mode goes in heartbeats).
+ */
+async function followExecs(
+  service: AgentService,
+  log: Logger,
+  cleanups: (() => Promise<void> | void)[],
+): Promise<ExecWatchMode> {
+  const watch = await startExecWatch((pid, at) => {
+    service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
+  });
+  cleanups.push(() => watch.stop());
+  if (watch.mode.kind === "proc-scan")
+    log.warn(
+      { newProcesses: watch.mode },
+      `new processes are found by scanning /proc every ${watch.mode.intervalMs} ms: ${watch.mode.reason}`,
+    );
+  return watch.mode;
+}
+
+/**
+ * The gRPC address heartbeats announce: the listen host, or for a wildcard (0.0.0.0, ::) this
+ * host's first non-loopback IPv4 address, since no controller can dial a wildcard (a container's
+ * agent listens on every address of its own network namespace).
+ */
+function announcedAddress(listen: string, port: number): string {
+  const host = listen.replace(/:\d+$/, "");
+  if (host !== "0.0.0.0" && host !== "[::]" && host !== "::") return `${host}:${port}`;
+  const v4 = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === "IPv4" && !a.internal);
+  return `${v4?.address ?? host}:${port}`;
 }
 
 /**

@@ -30,7 +30,7 @@ export {
 } from "./gen/hotpatch/v1/agent.js";
 export { PatchState, ProcessPatch, ProcessSelector, Role, roleFromJSON, roleToJSON } from "./gen/hotpatch/v1/common.js";
 export { Event } from "./gen/hotpatch/v1/event.js";
-export { Heartbeat, Load, ProbeResult, ServiceHealth } from "./gen/hotpatch/v1/heartbeat.js";
+export { Heartbeat, Load, NewProcessWatch, ProbeResult, ServiceHealth } from "./gen/hotpatch/v1/heartbeat.js";
 export {
   BUCKET_PATTERN,
   clusterHeartbeatSubjects,

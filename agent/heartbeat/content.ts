@@ -1,9 +1,11 @@
 /**
  * What a heartbeat says besides its header: the role, each service's health from the latest probe
  * round, the patch states read from the targets, the host's load, the service metrics, and this
- * agent's gRPC address and process (so a drill on this host can find it, and never a reused pid).
+ * agent's gRPC address and process (so a drill on this host can find it, and never a reused pid),
+ * and how it finds new processes.
  */
-import type { ProcessPatch } from "../../proto/index.js";
+import type { NewProcessWatch, ProcessPatch } from "../../proto/index.js";
+import type { ExecWatchMode } from "../follow/exec_watch.js";
 import type { ProbeLoop } from "../probes/probe_loop.js";
 import type { RoleController } from "../roles/types.js";
 import { roleToProto } from "../service/agent_service.js";
@@ -21,6 +23,16 @@ export interface HeartbeatSources {
   grpcAddress: () => string;
   /** This process's start time, clock ticks since boot (0 when unknown). */
   agentStartTime: number;
+  /** How new processes are found (null until the watch started). */
+  newProcesses: () => ExecWatchMode | null;
+}
+
+/** The heartbeat's account of how new processes are found (undefined until the watch started). */
+function newProcessesToProto(m: ExecWatchMode | null): NewProcessWatch | undefined {
+  if (m === null) return undefined;
+  return m.kind === "exec-events"
+    ? { mode: m.kind, intervalMs: 0, reason: "" }
+    : { mode: m.kind, intervalMs: m.intervalMs, reason: m.reason };
 }
 
 /** The content of each heartbeat, read from `s` when the beat is sent. */
@@ -36,6 +48,7 @@ export function heartbeatContent(s: HeartbeatSources): HeartbeatContent {
       checkedAtMs: h.checkedAtMs,
     })),
     grpcAddress: s.grpcAddress(),
+    newProcesses: newProcessesToProto(s.newProcesses()),
     agentPid: process.pid,
     agentStartTime: s.agentStartTime,
     patches: s.patches(),

@@ -1,10 +1,12 @@
 /**
  * Health of the watched services: the main process (oldest match of the service's selector) must be
  * alive with the start time it had when first seen; a changed start time is a restart, reported
- * once as unhealthy before the new process is followed. Extra probes run in parallel.
+ * once as unhealthy before the new process is followed. A zombie (a crashed process its parent has
+ * not reaped: a node whose init does not reap) has exited, whatever its pid and start time say.
+ * Extra probes run in parallel.
  */
 import type { ServiceConfig } from "../config/types.js";
-import { type BuildIdCache, readStartTime, selectProcesses } from "../procfs/processes.js";
+import { type BuildIdCache, isDeadState, readStateAndStartTime, selectProcesses } from "../procfs/processes.js";
 import { type ProbeOutcome, runProbe } from "./probes.js";
 
 /** Health of one service at one moment. */
@@ -40,16 +42,14 @@ export class ServiceWatch {
       message,
     });
     if (this.main) {
-      const st = await readStartTime(this.main.pid);
-      if (st === this.main.startTime) return done(true, "");
+      const now = await readStateAndStartTime(this.main.pid);
+      if (now?.startTime === this.main.startTime && !isDeadState(now.state)) return done(true, "");
       const was = this.main;
       this.main = null;
-      return done(
-        false,
-        st === null
-          ? `process ${was.pid} exited`
-          : `process ${was.pid} was replaced (start time ${was.startTime} -> ${st})`,
-      );
+      if (now === null) return done(false, `process ${was.pid} exited`);
+      if (now.startTime !== was.startTime)
+        return done(false, `process ${was.pid} was replaced (start time ${was.startTime} -> ${now.startTime})`);
+      return done(false, `process ${was.pid} exited (state ${now.state}: a zombie its parent has not reaped)`);
     }
     const found = await selectProcesses(this.svc.process, this.ids).catch(() => []);
     const oldest = found.sort((a, b) => a.startTime - b.startTime || a.pid - b.pid)[0];

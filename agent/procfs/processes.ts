@@ -14,6 +14,26 @@ export function parseStartTime(stat: string): number {
   return v;
 }
 
+/** Field 3 of /proc/PID/stat: R, S, D, T, t, Z (zombie), X (dead), I, … */
+export function parseState(stat: string): string {
+  return stat.charAt(stat.lastIndexOf(")") + 2);
+}
+
+/** State and start time of a process, or null when it is gone. */
+export async function readStateAndStartTime(pid: number): Promise<{ state: string; startTime: number } | null> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, "utf8");
+    return { state: parseState(text), startTime: parseStartTime(text) };
+  } catch {
+    return null;
+  }
+}
+
+/** Has this state ended the process? A zombie (Z) or dead (X) one keeps its pid and start time until reaped. */
+export function isDeadState(state: string): boolean {
+  return state === "Z" || state === "X";
+}
+
 /** Start time of a process, or null when it is gone. */
 export async function readStartTime(pid: number): Promise<number | null> {
   try {
@@ -30,7 +50,7 @@ function parseCgroup(text: string): string {
   return line.slice(line.indexOf(":", line.indexOf(":") + 1) + 1);
 }
 
-/** Reads one process's facts, or null when it is gone, a kernel thread, or not readable. */
+/** Reads one process's facts, or null when it is gone (a zombie too), a kernel thread, or not readable. */
 export async function readProcess(pid: number): Promise<ProcessFacts | null> {
   try {
     const [exe, statText, cg] = await Promise.all([
@@ -38,6 +58,7 @@ export async function readProcess(pid: number): Promise<ProcessFacts | null> {
       readFile(`/proc/${pid}/stat`, "utf8"),
       readFile(`/proc/${pid}/cgroup`, "utf8"),
     ]);
+    if (isDeadState(parseState(statText))) return null;
     return {
       pid,
       exePath: exe.replace(/ \(deleted\)$/, ""),
@@ -130,6 +151,16 @@ async function resolvePath(p: string | undefined): Promise<string | undefined> {
   }
 }
 
+/** The selector with its paths resolved as /proc/PID/exe and maps show them (symlinks followed). */
+export async function resolveSelector(sel: Selector): Promise<Selector> {
+  const resolved: Selector = { ...sel };
+  const exe = await resolvePath(sel.exePath);
+  const lib = await resolvePath(sel.libraryPath);
+  if (exe) resolved.exePath = exe;
+  if (lib) resolved.libraryPath = lib;
+  return resolved;
+}
+
 /** Does process `p` match `sel`? Cheap checks first; build-id and maps only when asked for. */
 export async function matches(p: ProcessFacts, sel: Selector, ids: BuildIdCache): Promise<boolean> {
   if (sel.pid && p.pid !== sel.pid) return false;
@@ -168,11 +199,7 @@ export async function matches(p: ProcessFacts, sel: Selector, ids: BuildIdCache)
 /** Every process matching `sel` (never the agent itself), in pid order. */
 export async function selectProcesses(sel: Selector, ids: BuildIdCache, signal?: AbortSignal): Promise<ProcessFacts[]> {
   checkSelector(sel);
-  const resolved: Selector = { ...sel };
-  const exe = await resolvePath(sel.exePath);
-  const lib = await resolvePath(sel.libraryPath);
-  if (exe) resolved.exePath = exe;
-  if (lib) resolved.libraryPath = lib;
+  const resolved = await resolveSelector(sel);
   const pids = sel.pid ? [sel.pid] : await listPids();
   const out: ProcessFacts[] = [];
   for (const pid of pids) {

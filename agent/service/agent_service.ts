@@ -35,6 +35,7 @@ import {
   listPids,
   matches,
   readProcess,
+  resolveSelector,
   selectProcesses,
 } from "../procfs/processes.js";
 import type { ProcessFacts, Selector } from "../procfs/types.js";
@@ -572,7 +573,8 @@ export class AgentService {
     if (!p) return [];
     const out: ProcessResult[] = [];
     for (const rule of rules) {
-      if (!(await matches(p, rule.selector, this.d.ids))) continue;
+      // Resolved now, not when the rule was set: a symlinked path may point elsewhere since.
+      if (!(await matches(p, await resolveSelector(rule.selector), this.d.ids))) continue;
       const bundle = await this.d.store.get(rule.bundleId);
       if (!bundle) continue;
       const target = await this.targetFile(p, bundle);

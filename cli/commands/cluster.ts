@@ -31,6 +31,7 @@ function nodeRecord(n: NodeView, now: number) {
     patches: n.patches,
     metrics: n.metrics,
     grpcAddress: n.grpcAddress,
+    newProcesses: n.newProcesses,
   };
 }
 
@@ -55,6 +56,14 @@ function table(view: ClusterView): string[] {
         `${(i === 0 ? pair : "").padEnd(14)} ${n.node.padEnd(14)} ${n.role.padEnd(8)} ${health.padEnd(9)} ${`${h.ageMs}ms`.padEnd(9)} ${String(h.missedNow).padEnd(6)} ${patches}${stale}${i === 0 ? warn : ""}`,
       );
     });
+  }
+  // Follow rules reach new processes later (or not at all) on such nodes: said, never silent.
+  for (const n of view.nodes()) {
+    const w = n.newProcesses;
+    if (w?.mode === "proc-scan")
+      lines.push(`note: ${n.node} finds new processes by scanning /proc every ${w.intervalMs} ms: ${w.reason}`);
+    else if (w?.mode === "unknown")
+      lines.push(`note: ${n.node} finds new processes by "${w.reported}" (unknown to this controller): ${w.reason}`);
   }
   return lines;
 }

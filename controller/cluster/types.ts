@@ -80,7 +80,16 @@ export interface NodeView {
   agentPid: number;
   /** Start time of the agent process, clock ticks since boot (0 when it does not say). */
   agentStartTime: number;
+  /** How the agent finds new processes for its follow rules (null when it does not say). */
+  newProcesses: NewProcessesView | null;
 }
+
+/** How an agent finds new processes: at once from the kernel's exec events, or by scanning its /proc. */
+export type NewProcessesView =
+  | { mode: "exec-events" }
+  | { mode: "proc-scan"; intervalMs: number; reason: string }
+  /** A mode this controller does not know (a newer agent). */
+  | { mode: "unknown"; reported: string; reason: string };
 
 /** Heartbeat age and beats missed by now, for one node. */
 export interface Liveness {

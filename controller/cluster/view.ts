@@ -14,7 +14,7 @@ import {
 } from "../../proto/index.js";
 import { judgePair, liveness, type NodeHealth, nodeHealth, type PairJudgement } from "./health.js";
 import { checkName } from "./names.js";
-import type { Liveness, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
+import type { Liveness, NewProcessesView, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
 const MAX_GAPS = 16;
 
@@ -39,6 +39,15 @@ function patchStateName(state: PatchState): string {
     default:
       return "unknown";
   }
+}
+
+/** How the node says it finds new processes (null when it does not say). */
+function newProcessesView(hb: Heartbeat): NewProcessesView | null {
+  const w = hb.newProcesses;
+  if (!w) return null;
+  if (w.mode === "exec-events") return { mode: "exec-events" };
+  if (w.mode === "proc-scan") return { mode: "proc-scan", intervalMs: w.intervalMs, reason: w.reason };
+  return { mode: "unknown", reported: w.mode, reason: w.reason };
 }
 
 /** Builds the next view of a node from its previous view and a new heartbeat. */
@@ -83,6 +92,7 @@ export function applyHeartbeat(prev: NodeView | undefined, hb: Heartbeat, receiv
     grpcAddress: hb.grpcAddress,
     agentPid: hb.agentPid,
     agentStartTime: hb.agentStartTime,
+    newProcesses: newProcessesView(hb),
   };
 }
 

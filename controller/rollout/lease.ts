@@ -3,7 +3,9 @@
  * no per-key TTL, so the value carries its holder and expiry; a lease is taken over only when its
  * expiry has passed (or at once when its holder ran on this same host and its process is gone),
  * always by compare-and-swap on the key's revision, so two controllers can never both believe they
- * hold it. The holder renews it well before it expires.
+ * hold it. The holder renews it well before it expires; a renewal that fails while no one else
+ * wrote the key is retried until shortly before the last expiry it wrote (so a NATS server lost
+ * from the cluster, or a JetStream leader election, does not cost the lease).
  */
 import { hostname } from "node:os";
 import type { KV } from "@nats-io/kv";
@@ -140,16 +142,38 @@ export class Lease {
 
   async #renew(): Promise<void> {
     const now = this.opts.now ?? Date.now;
-    this.value.expiresAtMs = now() + this.opts.ttlMs;
+    const next: RolloutLeaseValue = { ...this.value, expiresAtMs: now() + this.opts.ttlMs };
     try {
-      this.#revision = await this.kv.update(ROLLOUT_LEASE_KEY, enc.encode(JSON.stringify(this.value)), this.#revision);
+      this.#revision = await this.kv.update(ROLLOUT_LEASE_KEY, enc.encode(JSON.stringify(next)), this.#revision);
+      this.value.expiresAtMs = next.expiresAtMs;
       this.#schedule();
+      return;
     } catch (cause) {
+      // A failed renewal is not yet a lost lease: NATS may be failing over (a server lost, a
+      // JetStream leader being elected), or the write landed and only its answer was lost.
+      const entry = await this.kv.get(ROLLOUT_LEASE_KEY).catch(() => undefined);
+      const current = entry?.operation === "PUT" ? decode(entry.value) : undefined;
+      if (entry && current?.holder === this.value.holder) {
+        this.#revision = entry.revision;
+        this.value.expiresAtMs = current.expiresAtMs;
+        this.#schedule();
+        return;
+      }
+      // Someone else wrote the key, or we cannot know before our last written expiry comes close.
+      const taken = entry !== undefined;
+      const retryMs = Math.max(50, Math.floor(this.opts.ttlMs / 20));
+      if (!taken && now() + 2 * retryMs < this.value.expiresAtMs) {
+        this.#timer = setTimeout(() => {
+          this.#renewing = this.#renew();
+        }, retryMs);
+        this.#timer.unref();
+        return;
+      }
       this.#lost = true;
       this.#onLost(
         new RolloutError(
           "ELEASE_LOST",
-          "lost the cluster rollout lease (another controller took it, or NATS was unreachable)",
+          "lost the cluster rollout lease (another controller took it, or NATS was unreachable until it expired)",
           {},
           { cause },
         ),

@@ -18,6 +18,9 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** Name of the KV bucket of a cluster. */
+/** How long a write is tried again while NATS fails over, ms. */
+const WRITE_RETRY_MS = 10_000;
+
 export function bucketName(cluster: string): string {
   return rolloutBucket(checkName("cluster", cluster));
 }
@@ -62,16 +65,32 @@ export class RolloutStore {
   async #write(key: string, value: unknown): Promise<void> {
     const data = enc.encode(JSON.stringify(value));
     const rev = this.#revisions.get(key);
-    try {
-      const next = rev === undefined ? await this.kv.create(key, data) : await this.kv.update(key, data, rev);
-      this.#revisions.set(key, next);
-    } catch (cause) {
-      throw new RolloutError(
-        "ENATS",
-        `cannot write ${key} (someone else changed it, or NATS is unreachable): ${(cause as Error).message}`,
-        { key },
-        { cause },
-      );
+    // A write that fails while NATS fails over (a server lost, a JetStream leader being elected:
+    // "jetstream is not enabled", timeouts) is tried again for a while; one whose answer was lost
+    // but which landed is adopted; one that met someone else's change fails at once.
+    const end = Date.now() + WRITE_RETRY_MS;
+    for (;;) {
+      try {
+        const next = rev === undefined ? await this.kv.create(key, data) : await this.kv.update(key, data, rev);
+        this.#revisions.set(key, next);
+        return;
+      } catch (cause) {
+        const entry = await this.kv.get(key).catch(() => undefined);
+        if (entry?.operation === "PUT" && Buffer.from(entry.value).equals(Buffer.from(data))) {
+          this.#revisions.set(key, entry.revision);
+          return;
+        }
+        const changed = entry !== undefined && (entry === null ? rev !== undefined : entry.revision !== rev);
+        if (changed || Date.now() > end) {
+          throw new RolloutError(
+            "ENATS",
+            `cannot write ${key} (someone else changed it, or NATS is unreachable): ${(cause as Error).message}`,
+            { key },
+            { cause },
+          );
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
     }
   }
 

@@ -62,6 +62,8 @@ export interface Heartbeat {
    * judges a patch on values read before the patch (absent: not reported, or no values).
    */
   metricsReadAtMs: { [key: string]: number };
+  /** How this agent finds new processes for its follow rules (absent: not reported yet). */
+  newProcesses: NewProcessWatch | undefined;
 }
 
 export interface Heartbeat_MetricsEntry {
@@ -72,6 +74,16 @@ export interface Heartbeat_MetricsEntry {
 export interface Heartbeat_MetricsReadAtMsEntry {
   key: string;
   value: number;
+}
+
+/** How an agent finds new processes (to apply follow rules to them). */
+export interface NewProcessWatch {
+  /** "exec-events" (the kernel's exec events, at once) or "proc-scan" (a scan of the agent's /proc). */
+  mode: string;
+  /** For "proc-scan": the scan interval, milliseconds. */
+  intervalMs: number;
+  /** For "proc-scan": why exec events are not used. */
+  reason: string;
 }
 
 /** Health of one watched service. */
@@ -131,6 +143,7 @@ function createBaseHeartbeat(): Heartbeat {
     agentPid: 0,
     agentStartTime: 0,
     metricsReadAtMs: {},
+    newProcesses: undefined,
   };
 }
 
@@ -184,6 +197,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     globalThis.Object.entries(message.metricsReadAtMs).forEach(([key, value]: [string, number]) => {
       Heartbeat_MetricsReadAtMsEntry.encode({ key: key as any, value }, writer.uint32(130).fork()).join();
     });
+    if (message.newProcesses !== undefined) {
+      NewProcessWatch.encode(message.newProcesses, writer.uint32(138).fork()).join();
+    }
     return writer;
   },
 
@@ -334,6 +350,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             }
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.newProcesses = NewProcessWatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +455,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
           {},
         )
         : {},
+      newProcesses: isSet(object.newProcesses)
+        ? NewProcessWatch.fromJSON(object.newProcesses)
+        : isSet(object.new_processes)
+        ? NewProcessWatch.fromJSON(object.new_processes)
+        : undefined,
     };
   },
 
@@ -496,6 +525,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         });
       }
     }
+    if (message.newProcesses !== undefined) {
+      obj.newProcesses = NewProcessWatch.toJSON(message.newProcesses);
+    }
     return obj;
   },
 
@@ -536,6 +568,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       },
       {},
     );
+    message.newProcesses = (object.newProcesses !== undefined && object.newProcesses !== null)
+      ? NewProcessWatch.fromPartial(object.newProcesses)
+      : undefined;
     return message;
   },
 };
@@ -708,6 +743,111 @@ export const Heartbeat_MetricsReadAtMsEntry: MessageFns<Heartbeat_MetricsReadAtM
     const message = createBaseHeartbeat_MetricsReadAtMsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseNewProcessWatch(): NewProcessWatch {
+  return { mode: "", intervalMs: 0, reason: "" };
+}
+
+export const NewProcessWatch: MessageFns<NewProcessWatch> = {
+  encode(message: NewProcessWatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mode !== "") {
+      writer.uint32(10).string(message.mode);
+    }
+    if (message.intervalMs !== 0) {
+      writer.uint32(16).uint32(message.intervalMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NewProcessWatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNewProcessWatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.intervalMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NewProcessWatch {
+    return {
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      intervalMs: isSet(object.intervalMs)
+        ? globalThis.Number(object.intervalMs)
+        : isSet(object.interval_ms)
+        ? globalThis.Number(object.interval_ms)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: NewProcessWatch): unknown {
+    const obj: any = {};
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.intervalMs !== 0) {
+      obj.intervalMs = Math.round(message.intervalMs);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NewProcessWatch>, I>>(base?: I): NewProcessWatch {
+    return NewProcessWatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NewProcessWatch>, I>>(object: I): NewProcessWatch {
+    const message = createBaseNewProcessWatch();
+    message.mode = object.mode ?? "";
+    message.intervalMs = object.intervalMs ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
