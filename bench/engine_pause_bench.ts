@@ -152,13 +152,17 @@ try {
   });
   for (let i = 0; i < GREET_ROUNDS; i++) {
     await greetTarget.nextLine(/^greet end /);
+    const from = greetTarget.output().length;
     pauses.push((await activatePatch(greetTarget.pid, "greet")).pauseUs);
-    const first = await greetTarget.nextLine(/^greet v2 /);
-    // The old greet's last return: the "end" line it printed just before returning.
+    // The first line of the replacement may be out before the activation's promise settles.
+    while (!/greet v2 \d+/.test(greetTarget.output().slice(from))) await greetTarget.nextLine(/^greet /);
     const out = greetTarget.output();
-    const ends = out.slice(0, out.lastIndexOf(first)).match(/greet end \d+/g) ?? [];
+    const at = from + out.slice(from).search(/greet v2 \d+/);
+    const first = Number(out.slice(at).split(/[ \n]/)[2]);
+    // The old greet's last return: the "end" line it printed just before returning.
+    const ends = out.slice(0, at).match(/greet end \d+/g) ?? [];
     const end = Number((ends[ends.length - 1] ?? "").split(" ")[2]);
-    delayMs.push((Number(first.split(" ")[2]) - end) / 1e6);
+    delayMs.push((first - end) / 1e6);
     await deactivatePatch(greetTarget.pid, "greet");
     await greetTarget.nextLine(/^greet v1 /);
   }
