@@ -13,7 +13,7 @@ namespace hotpatch {
 namespace {
 
 constexpr char kMagic[8] = {'H', 'P', 'S', 'T', 'A', 'T', 'E', '1'};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;  // 3: functions record their trampoline slot
 
 bool IsDescriptorPath(const std::string& path) {
   return path.rfind(std::string("/memfd:") + kDescriptorName, 0) == 0;

@@ -30,8 +30,9 @@ struct DescFunction {
   uint64_t address;      // entry of the old function in the target
   uint64_t size;         // its size (for the strict check)
   uint64_t replacement;  // entry of the new function in the target
+  uint64_t trampoline;   // slot of a near trampoline page the jump goes through (0: straight to replacement)
   uint8_t keep;          // bytes left in place before the jump (4 for endbr64)
-  uint8_t length;        // bytes the jump replaces (5 or 14)
+  uint8_t length;        // bytes the jump replaces (5, or 14 when no trampoline page fits near)
   uint8_t consistency;   // Consistency
   uint8_t reserved[5];
   uint8_t original[16];  // bytes at address+keep before activation

@@ -23,6 +23,7 @@
 #include "dlopen_api.h"
 #include "redirect.h"
 #include "safety.h"
+#include "trampoline.h"
 
 namespace hotpatch {
 namespace {
@@ -160,11 +161,12 @@ struct PlannedFunction {
   ResolvedSymbol old_fn;
   uint64_t replacement;
   size_t keep;
-  std::vector<uint8_t> jump;
+  std::vector<uint8_t> jump;  // chosen by ChooseJumps, inside the load's stop
+  uint64_t trampoline = 0;
 };
 
-// Where each old function will jump, and whether the jump fits: the replacement's address comes
-// from the loaded patch, the bytes kept in front (endbr64) from the old function's entry.
+// Where each old function will jump, and whether a 5-byte jump fits: the replacement's address
+// comes from the loaded patch, the bytes kept in front (endbr64) from the old function's entry.
 std::vector<PlannedFunction> PlanFunctions(const PatchSpec& spec, const std::vector<ResolvedSymbol>& old_fns,
                                            const std::map<std::string, uint64_t>& exports, const TargetMemory& mem) {
   std::vector<PlannedFunction> planned;
@@ -177,15 +179,34 @@ std::vector<PlannedFunction> PlanFunctions(const PatchSpec& spec, const std::vec
     }
     const auto entry = mem.Read(old_fns[i].address, 4);
     const size_t keep = EntryKeep(entry.data(), entry.size());
-    auto jump = EncodeJump(old_fns[i].address + keep, it->second);
-    if (old_fns[i].size < keep + jump.size()) {
+    if (old_fns[i].size < keep + kRel32JumpLength) {
       throw EngineError("EFUNC_TOO_SHORT", "function " + f.symbol + " is " + std::to_string(old_fns[i].size) +
-                                               " bytes long; the jump needs " + std::to_string(keep + jump.size()) +
+                                               " bytes long; the jump needs " + std::to_string(keep + kRel32JumpLength) +
                                                (old_fns[i].size == 0 ? " (its symbol has no size)" : ""));
     }
-    planned.push_back({old_fns[i], it->second, keep, std::move(jump)});
+    planned.push_back({old_fns[i], it->second, keep, {}, 0});
   }
   return planned;
+}
+
+// An E9 rel32 straight to the replacement when it is in reach, else to a near trampoline slot;
+// the 14-byte absolute jump only where no page can be placed near and the function has room.
+void ChooseJumps(std::vector<PlannedFunction>& planned, TrampolineSlots& slots) {
+  for (PlannedFunction& p : planned) {
+    const uint64_t site = p.old_fn.address + p.keep;
+    if (InRel32Reach(site, p.replacement)) {
+      p.jump = EncodeJump(site, p.replacement);
+    } else if (const std::optional<uint64_t> slot = slots.Place(site, p.replacement)) {
+      p.trampoline = *slot;
+      p.jump = EncodeJump(site, *slot);
+    } else if (p.old_fn.size >= p.keep + kAbsJumpLength) {
+      p.jump = EncodeJump(site, p.replacement);
+    } else {
+      throw EngineError("EFUNC_TOO_SHORT", "the replacement of the " + std::to_string(p.old_fn.size) + "-byte function at " +
+                                               Hex(p.old_fn.address) + " is beyond ±2 GiB and no free page lies within " +
+                                               "±2 GiB of it for a trampoline; the 14-byte absolute jump does not fit");
+    }
+  }
 }
 
 // Records each function in the patch's descriptor entry, with the bytes its jump will replace.
@@ -198,6 +219,7 @@ void FillFunctions(DescPatch& record, const PatchSpec& spec, const std::vector<P
     f.address = p.old_fn.address;
     f.size = p.old_fn.size;
     f.replacement = p.replacement;
+    f.trampoline = p.trampoline;
     f.keep = static_cast<uint8_t>(p.keep);
     f.length = static_cast<uint8_t>(p.jump.size());
     f.consistency = static_cast<uint8_t>(spec.functions[i].consistency);
@@ -316,7 +338,11 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
       std::memcpy(&bias, raw.data(), sizeof bias);
       std::map<std::string, uint64_t> exports;
       for (const auto& [name, value] : ctx.patch.exports) exports.emplace(name, bias + value);
-      const std::vector<PlannedFunction> planned = PlanFunctions(spec, ctx.old_fns, exports, stopped.memory());
+      std::vector<PlannedFunction> planned = PlanFunctions(spec, ctx.old_fns, exports, stopped.memory());
+      ctx.maps = ReadProcMaps(pid);
+      Descriptor desc = ReadDescriptor(stopped.memory(), ctx.maps);
+      TrampolineSlots slots(stopped, ctx.stub, ctx.maps, desc);
+      ChooseJumps(planned, slots);
       DescPatch rec = ctx.record;
       rec.state = static_cast<uint32_t>(PatchState::kLoaded);
       rec.loader = static_cast<uint32_t>(Loader::kDlopen);
@@ -324,11 +350,10 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
       rec.base = bias + lo;
       rec.span = ctx.span;
       FillFunctions(rec, spec, planned, stopped.memory());
-      ctx.maps = ReadProcMaps(pid);
-      Descriptor desc = ReadDescriptor(stopped.memory(), ctx.maps);
       rec.order = desc.next_order++;
       desc.patches.push_back(rec);
       WriteDescriptor(stopped, ctx.stub, ctx.maps, desc);
+      slots.Commit();
       result.record = rec;
     } catch (...) {
       try {
@@ -404,7 +429,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     if (plan.mappings.size() > kMaxMappingsPerPatch) {
       throw EngineError("EUNSUPPORTED_PATCH", "the patch needs more than " + std::to_string(kMaxMappingsPerPatch) + " mappings");
     }
-    const std::vector<PlannedFunction> planned = PlanFunctions(spec, old_fns, plan.exports, probe);
+    std::vector<PlannedFunction> planned = PlanFunctions(spec, old_fns, plan.exports, probe);
 
     OpResult result{};
     try {
@@ -450,11 +475,14 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       for (size_t i = 0; i < plan.mappings.size(); ++i) {
         record.mappings[i] = {plan.mappings[i].addr, plan.mappings[i].length, static_cast<uint32_t>(plan.mappings[i].prot), 0};
       }
-      FillFunctions(record, spec, planned, stopped.memory());
       Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+      TrampolineSlots slots(stopped, stub, maps, desc);
+      ChooseJumps(planned, slots);
+      FillFunctions(record, spec, planned, stopped.memory());
       record.order = desc.next_order++;
       desc.patches.push_back(record);
       WriteDescriptor(stopped, stub, maps, desc);
+      slots.Commit();
       guard.Dismiss();
       stopped.Resume();
       result.pause_us = stopped.PauseMicros();
@@ -565,11 +593,12 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
     const DescMapping& m = known.mappings[i];
     if (m.prot & PROT_EXEC) ranges.push_back({m.addr, m.addr + m.length, "the code of patch '" + id + "'"});
   }
+  for (const uint64_t slot : SlotsOf(known)) ranges.push_back({slot, slot + kTrampolineSlot, "a trampoline of patch '" + id + "'"});
   // Another patch stacked on this one keeps a jump into this code as its "original" bytes.
   for (const auto& other : before.patches) {
     for (uint32_t j = 0; j < other.function_count && &other != &known; ++j) {
       const DescFunction& g = other.functions[j];
-      const uint64_t to = DecodeJump(g.address + g.keep, g.original, g.length);
+      const uint64_t to = JumpDestination(before, g.address + g.keep, g.original, g.length);
       if (to >= known.base && to < known.base + known.span) {
         throw EngineError("EPATCH_IN_USE", "patch '" + Str(other.id, sizeof other.id) + "' was loaded on top of '" + id +
                                                "' and would jump back into it; unload it first");
@@ -606,6 +635,10 @@ OpResult UnloadPatch(pid_t pid, const std::string& id, const OpOptions& opts) {
     }
     result.record = rec;
     desc.patches.erase(desc.patches.begin() + (&rec - desc.patches.data()));
+    for (const uint64_t page : PagesLeftUnused(result.record, desc)) {
+      const long r = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(page), static_cast<long>(kTrampolinePage));
+      if (r < 0) throw EngineError("EINJECT", "the target could not unmap a trampoline page: " + std::string(std::strerror(static_cast<int>(-r))));
+    }
     WriteDescriptor(stopped, stub, maps, desc);
     return std::nullopt;
   });
