@@ -17,6 +17,7 @@
         "src/loader/load_plan.cc",
         "src/loader/object_cache.cc",
         "src/loader/target_image.cc",
+        "src/loader/tls.cc",
         "src/ptrace/errno_codes.cc",
         "src/ptrace/proc_auxv.cc",
         "src/ptrace/seccomp_check.cc",
