@@ -63,7 +63,14 @@ std::vector<BatchResult> ApplyBatch(const std::vector<pid_t>& pids, const PatchS
   shared.cache = &cache;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < pids.size(); i = next++) results[i] = ApplyOne(pids[i], spec, shared);
+    for (size_t i = next++; i < pids.size(); i = next++) {
+      if (opts.cancelled != nullptr && opts.cancelled->load(std::memory_order_relaxed) != 0) {
+        results[i] = {pids[i], BatchResult::Outcome::kFailed, {}, "ECANCELLED",
+                      "cancelled before process " + std::to_string(pids[i]) + " was reached; it was not touched"};
+        continue;
+      }
+      results[i] = ApplyOne(pids[i], spec, shared);
+    }
   };
   std::vector<std::thread> threads;
   const unsigned n = std::max(1u, std::min<unsigned>(parallel, static_cast<unsigned>(pids.size())));
