@@ -12,6 +12,7 @@
         "src/engine/patch_ops.cc",
         "src/engine/redirect.cc",
         "src/engine/safety.cc",
+        "src/engine/session.cc",
         "src/engine/trampoline.cc",
         "src/loader/link_map.cc",
         "src/loader/load_plan.cc",

@@ -12,9 +12,9 @@ BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   BatchResult out{pid, BatchResult::Outcome::kFailed, {}, "", ""};
   bool loaded_here = false;
   try {
-    const Descriptor desc = ListPatches(pid);
+    ProcessSession session(pid);  // one read of the maps, the descriptor and the entry point
     const DescPatch* present = nullptr;
-    for (const auto& p : desc.patches) {
+    for (const auto& p : session.desc.patches) {
       if (std::string(p.id, strnlen(p.id, sizeof p.id)) == spec.id) present = &p;
     }
     if (present != nullptr && present->state == static_cast<uint32_t>(PatchState::kActive)) {
@@ -24,10 +24,10 @@ BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     }
     uint64_t load_pause = 0;
     if (present == nullptr) {
-      load_pause = LoadPatch(pid, spec, opts).pause_us;
+      load_pause = LoadPatch(session, spec, opts).pause_us;
       loaded_here = true;
     }
-    out.result = ActivatePatch(pid, spec.id, opts);
+    out.result = ActivatePatch(session, spec.id, opts);
     out.result.pause_us = std::max(out.result.pause_us, load_pause);
     out.outcome = BatchResult::Outcome::kDone;
   } catch (const EngineError& e) {

@@ -77,13 +77,14 @@ void WriteDescriptor(StoppedProcess& stopped, uint64_t stub, std::vector<Mapping
     if (addr) {
       const long rc = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(*addr), static_cast<long>(kDescriptorSize));
       if (rc < 0) ThrowInjected(rc, "munmap");
-      maps = ReadProcMaps(stopped.pid());
+      std::erase_if(maps, [&](const Mapping& m) { return m.start == *addr; });
     }
     return;
   }
   if (!addr) {
     addr = CreateMapping(stopped, stub);
-    maps = ReadProcMaps(stopped.pid());
+    // What the kernel now lists, without reading the maps again inside the stop.
+    maps.push_back({*addr, *addr + kDescriptorSize, "rw-p", 0, "00:00", 0, std::string("/memfd:") + kDescriptorName + " (deleted)"});
   }
   DescHeader header{};
   std::memcpy(header.magic, kMagic, sizeof kMagic);

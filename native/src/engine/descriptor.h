@@ -89,7 +89,7 @@ Descriptor ReadDescriptor(const TargetMemory& mem, const std::vector<Mapping>& m
 
 // Writes the descriptor back, first creating its mapping (injected memfd_create, ftruncate, mmap,
 // close) when the process has none yet, and removing the mapping when no patch is left; `maps`
-// is updated then.
+// is updated then (without reading /proc/PID/maps again).
 void WriteDescriptor(StoppedProcess& stopped, uint64_t stub, std::vector<Mapping>& maps, const Descriptor& desc);
 
 }  // namespace hotpatch

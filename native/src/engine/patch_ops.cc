@@ -37,6 +37,11 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+// /proc/PID/maps's spelling of a private mapping's protection.
+std::string PermsOf(int prot) {
+  return {(prot & PROT_READ) ? 'r' : '-', (prot & PROT_WRITE) ? 'w' : '-', (prot & PROT_EXEC) ? 'x' : '-', 'p'};
+}
+
 std::string Str(const char* field, size_t cap) { return std::string(field, strnlen(field, cap)); }
 
 void CopyField(char* dst, size_t cap, const std::string& value, const char* what) {
@@ -298,11 +303,10 @@ struct LoadContext {
   const TargetImage& image;
   const PatchFile& patch;
   const std::vector<ResolvedSymbol>& old_fns;
-  std::vector<Mapping>& maps;
+  ProcessSession& session;
   DescPatch record;  // id and path filled in
   std::string visible;
   uint64_t span;
-  uint64_t stub;
 };
 
 // Picks a thread to run the target's loader on: one that is not inside the loader or the
@@ -329,8 +333,10 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
   uint64_t lo = UINT64_MAX;
   for (const auto& seg : ctx.patch.loads) lo = std::min(lo, seg.vaddr & ~uint64_t{4095});
   return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
-    if (auto conflict = PrepareLoaderCall(stopped, ctx.maps, api)) return conflict;
-    const uint64_t handle = CallDlopen(stopped, ctx.stub, api, ctx.visible);
+    std::vector<Mapping>& maps = ctx.session.maps;
+    const uint64_t stub = ctx.session.stub;
+    if (auto conflict = PrepareLoaderCall(stopped, maps, api)) return conflict;
+    const uint64_t handle = CallDlopen(stopped, stub, api, ctx.visible);
     try {
       // A dlopen handle is the object's struct link_map, whose first field is its load bias.
       uint64_t bias = 0;
@@ -339,9 +345,9 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
       std::map<std::string, uint64_t> exports;
       for (const auto& [name, value] : ctx.patch.exports) exports.emplace(name, bias + value);
       std::vector<PlannedFunction> planned = PlanFunctions(spec, ctx.old_fns, exports, stopped.memory());
-      ctx.maps = ReadProcMaps(pid);
-      Descriptor desc = ReadDescriptor(stopped.memory(), ctx.maps);
-      TrampolineSlots slots(stopped, ctx.stub, ctx.maps, desc);
+      maps = ReadProcMaps(pid);  // the target's loader mapped what it needed
+      Descriptor desc = ReadDescriptor(stopped.memory(), maps);
+      TrampolineSlots slots(stopped, stub, maps, desc);
       ChooseJumps(planned, slots);
       DescPatch rec = ctx.record;
       rec.state = static_cast<uint32_t>(PatchState::kLoaded);
@@ -352,12 +358,13 @@ OpResult LoadWithDlopen(pid_t pid, const PatchSpec& spec, const OpOptions& opts,
       FillFunctions(rec, spec, planned, stopped.memory());
       rec.order = desc.next_order++;
       desc.patches.push_back(rec);
-      WriteDescriptor(stopped, ctx.stub, ctx.maps, desc);
+      WriteDescriptor(stopped, stub, maps, desc);
       slots.Commit();
+      ctx.session.desc = desc;
       result.record = rec;
     } catch (...) {
       try {
-        CallDlclose(stopped, ctx.stub, api, handle);  // leave the process as it was
+        CallDlclose(stopped, stub, api, handle);  // leave the process as it was
       } catch (const EngineError&) {
         // the original failure is what the caller needs to hear about
       }
@@ -385,8 +392,8 @@ std::optional<Conflict> SwitchJumps(StoppedProcess& stopped, std::vector<Mapping
 
 }  // namespace
 
-OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
-  RequireLiveProcess(pid);
+OpResult LoadPatch(ProcessSession& session, const PatchSpec& spec, const OpOptions& opts) {
+  const pid_t pid = session.pid;
   if (spec.functions.empty() || spec.functions.size() > kMaxFunctionsPerPatch) {
     throw EngineError("EBAD_ARGUMENT", "a patch replaces 1 to " + std::to_string(kMaxFunctionsPerPatch) + " functions");
   }
@@ -395,23 +402,22 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
 
   ObjectCache own_cache;
   ObjectCache& cache = opts.cache != nullptr ? *opts.cache : own_cache;
-  const TargetImage image(pid, opts.debug_dirs, cache);
+  const TargetImage image(pid, opts.debug_dirs, cache, session.maps);
   const std::shared_ptr<const PatchFile> patch = cache.Patch(spec.so_path);
   const TargetMemory probe(pid);
   std::vector<ResolvedSymbol> old_fns;
   for (const auto& f : spec.functions) old_fns.push_back(image.Resolve(f.symbol));
 
-  std::vector<Mapping> maps = image.maps();  // read once, by TargetImage
-  Descriptor existing = ReadDescriptor(probe, maps);
-  if (FindPatch(existing, spec.id) != nullptr) {
+  std::vector<Mapping>& maps = session.maps;
+  if (FindPatch(session.desc, spec.id) != nullptr) {
     throw EngineError("EPATCH_EXISTS", "process " + std::to_string(pid) + " already has a patch '" + spec.id + "'");
   }
   const std::string visible = TargetVisiblePath(pid, spec.so_path, spec.id);
   CopyField(record.so_path, sizeof record.so_path, visible, "patch path");  // as the target sees it
   const uint64_t span = PatchSpan(*patch);
-  const uint64_t stub = ReadEntryPoint(pid);
+  const uint64_t stub = session.stub;
   if (spec.loader == Loader::kDlopen) {
-    return LoadWithDlopen(pid, spec, opts, {image, *patch, old_fns, maps, record, visible, span, stub});
+    return LoadWithDlopen(pid, spec, opts, {image, *patch, old_fns, session, record, visible, span});
   }
   const std::optional<Unwinder> unwinder = patch->eh_frame != 0 ? FindUnwinder(image) : std::nullopt;
   const auto deadline = Clock::now() + opts.safety_timeout;
@@ -451,6 +457,7 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
           break;
         }
         guard.Add(static_cast<uint64_t>(r), m.length);
+        maps.push_back({m.addr, m.addr + m.length, PermsOf(m.prot), m.file_offset, "", 0, m.anonymous ? "" : visible});
         if (static_cast<uint64_t>(r) != m.addr) {
           failed = -EEXIST;  // an old kernel ignoring MAP_FIXED_NOREPLACE placed it elsewhere
           break;
@@ -484,13 +491,14 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
       WriteDescriptor(stopped, stub, maps, desc);
       slots.Commit();
       guard.Dismiss();
+      session.desc = desc;
       stopped.Resume();
       result.pause_us = stopped.PauseMicros();
       result.attempts = 1;
       result.record = record;
       return result;
     } catch (const PlacementTaken&) {
-      maps = ReadProcMaps(pid);  // the target mapped something there meanwhile: choose again
+      maps = ReadProcMaps(pid);  // the target mapped something there meanwhile (or a failed map left ours): choose again
       ++placement;
     } catch (const Busy& busy) {
       if (Clock::now() + backoff > deadline) {
@@ -505,11 +513,10 @@ OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   throw EngineError("ENOSPACE", "the target kept taking the address range chosen for the patch; try again");
 }
 
-OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) {
-  RequireLiveProcess(pid);
-  std::vector<Mapping> maps = ReadProcMaps(pid);
-  Descriptor before = ReadDescriptor(TargetMemory(pid), maps);
-  const DescPatch& known = RequirePatch(before, id, pid);
+OpResult ActivatePatch(ProcessSession& session, const std::string& id, const OpOptions& opts) {
+  const pid_t pid = session.pid;
+  std::vector<Mapping>& maps = session.maps;
+  const DescPatch known = RequirePatch(session.desc, id, pid);
   if (known.state == static_cast<uint32_t>(PatchState::kActive)) return OpResult{known, 0, 0};
 
   std::vector<GuardedRange> ranges;
@@ -525,8 +532,8 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
       ranges.push_back({site + 1, site + f.length, name + " (its first " + std::to_string(f.keep + f.length) + " bytes)"});
     }
   }
-  const uint64_t stub = ReadEntryPoint(pid);
-  return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
+  const uint64_t stub = session.stub;
+  OpResult activated = WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
     Descriptor desc = ReadDescriptor(stopped.memory(), maps);
     DescPatch& rec = RequirePatch(desc, id, pid);
     for (uint32_t i = 0; i < rec.function_count; ++i) {
@@ -540,6 +547,18 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
     }
     return SwitchJumps(stopped, maps, ranges, stub, desc, rec, PatchState::kActive, result);
   });
+  *FindPatch(session.desc, id) = activated.record;  // as this stop wrote it
+  return activated;
+}
+
+OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
+  ProcessSession session(pid);
+  return LoadPatch(session, spec, opts);
+}
+
+OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) {
+  ProcessSession session(pid);
+  return ActivatePatch(session, id, opts);
 }
 
 OpResult DeactivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) {

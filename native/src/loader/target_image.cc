@@ -150,7 +150,10 @@ std::vector<Candidate> FindCandidates(const std::vector<Mapping>& maps) {
 }  // namespace
 
 TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache)
-    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)), memory_(pid), cache_(cache) {
+    : TargetImage(pid, std::move(debug_dirs), cache, ReadProcMaps(pid)) {}
+
+TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache, std::vector<Mapping> maps)
+    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(std::move(maps)), memory_(pid), cache_(cache) {
   if (debug_dirs_.empty()) debug_dirs_.push_back("/usr/lib/debug");
   const std::string proc = "/proc/" + std::to_string(pid);
   // /proc/PID/exe opens the very file the process runs, even when its path now names another one.

@@ -67,6 +67,8 @@ class TargetImage {
   // `cache`, and the dynamic linker's list of objects. `debug_dirs` are searched for separate
   // debug info by build-id (default /usr/lib/debug when empty).
   TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache);
+  // The same from maps the caller has just read.
+  TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache, std::vector<Mapping> maps);
 
   // Resolves a defined symbol: the executable's .symtab (statics included) and .dynsym, then its
   // separate debug info (standing in for a stripped .symtab), then the libraries' exported symbols

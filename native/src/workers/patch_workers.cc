@@ -266,7 +266,9 @@ Napi::Value LoadPatchJs(const Napi::CallbackInfo& info) {
   return w->Promise();
 }
 
-Napi::Value ActivatePatchJs(const Napi::CallbackInfo& info) { return QueueById(info, ActivatePatch); }
+Napi::Value ActivatePatchJs(const Napi::CallbackInfo& info) {
+  return QueueById(info, static_cast<OpResult (*)(pid_t, const std::string&, const OpOptions&)>(ActivatePatch));
+}
 Napi::Value DeactivatePatchJs(const Napi::CallbackInfo& info) { return QueueById(info, DeactivatePatch); }
 Napi::Value UnloadPatchJs(const Napi::CallbackInfo& info) { return QueueById(info, UnloadPatch); }
 
