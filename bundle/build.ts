@@ -15,6 +15,7 @@ import { type BundleFiles, packBundle, SO_FILE, writeBundleFiles } from "./files
 import { ID_PATTERN, parseManifest, QUALIFIED_SYMBOL, SYMBOL_NAME, serializeManifest } from "./manifest.js";
 import { keyIdOf, loadPrivateKey, signManifest } from "./signature.js";
 import {
+  checkNoStateCopy,
   checkReplacement,
   checkUndefinedSymbols,
   findTargetFunction,
@@ -25,7 +26,7 @@ import {
 import type { BuildOptions, BuildResult, BundleFunction, BundleManifest, FunctionSpec, LoaderKind } from "./types.js";
 
 function args(message: string): BundleError {
-  return new BundleError("EBUILD_ARGS", message);
+  return new BundleError("EBAD_ARGUMENT", message);
 }
 
 /** Parses `OLD[=NEW]` (or a FunctionSpec) into a manifest function entry. */
@@ -45,7 +46,7 @@ export function parseFunctionSpec(spec: FunctionSpec | string): BundleFunction {
 }
 
 /** Refuses an output path that exists, unless it is an empty directory (for a directory bundle). */
-async function checkOutFree(out: string, tar: boolean): Promise<void> {
+export async function checkOutFree(out: string, tar: boolean): Promise<void> {
   const st = await stat(out).catch(() => null);
   if (!st) return;
   if (!tar && st.isDirectory() && (await readdir(out)).length === 0) return;
@@ -66,7 +67,7 @@ function defaultId(source: string, soSha: string): string {
  * Writes the bundle at `out`: a .tar packed from a staging directory, or a directory staged next
  * to `out` (same file system) and moved into place with one rename.
  */
-async function placeBundle(out: string, tar: boolean, work: string, files: BundleFiles): Promise<void> {
+export async function placeBundle(out: string, tar: boolean, work: string, files: BundleFiles): Promise<void> {
   await mkdir(path.dirname(out), { recursive: true });
   await checkOutFree(out, tar);
   if (tar) {
@@ -155,6 +156,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
         "the patch has C++ exception tables: with the mmap loader the engine must register its frames for exceptions to unwind through it",
       );
     }
+    checkNoStateCopy(target, patch, opts.source);
     await checkUndefinedSymbols({ target, patch, loader, warnings });
     throwIfAborted(signal);
 

@@ -1,3 +1,5 @@
+import { CodedError } from "../common/index.js";
+
 /** Stable codes of bundle failures. Operators and scripts match on these, never on messages. */
 export type BundleErrorCode =
   /** The bundle is malformed: a missing or extra file, a manifest that breaks the schema (the message names the field). */
@@ -24,12 +26,26 @@ export type BundleErrorCode =
   | "EFUNC_TOO_SHORT"
   /** The compiler failed (its message is included) or could not be run. */
   | "ECOMPILE"
+  /** The diff is malformed or does not apply to the source tree (the message names the hunk). */
+  | "EDIFF"
+  /** The diff changes no compiled code (functions changed only in `__LINE__` values are listed). */
+  | "ENOCHANGE"
+  /** The diff adds or changes data (a variable, its size or initial value) that a live patch cannot carry. */
+  | "EDATA_CHANGED"
+  /** A `--source` fix file defines a variable the target already has (the patch would use a fresh copy of state). */
+  | "EDATA_DUPLICATE"
+  /** The source tree, rebuilt without the diff, is not the running binary (the message names the function and instruction). */
+  | "EBUILD_MISMATCH"
+  /** The program's build command could not be run or compiled nothing hotpatch could see. */
+  | "EBUILD_COMMAND"
+  /** The patch code needs a relocation or feature hotpatch cannot link into a running program. */
+  | "ELINK"
   /** The build was asked for something invalid (bad `--function`, `--id`, source type, ...). */
-  | "EBUILD_ARGS"
+  | "EBAD_ARGUMENT"
   /** The output path already exists and is not an empty directory. */
   | "EOUT_EXISTS"
   /** The operation was cancelled through its AbortSignal. */
-  | "EABORTED"
+  | "ECANCELLED"
   /** A file could not be read or written for a reason the message gives. */
   | "EIO";
 
@@ -48,20 +64,12 @@ export interface BundleErrorContext {
 }
 
 /** A failure to build, read, verify or match a patch bundle, with a stable code. */
-export class BundleError extends Error {
+export class BundleError extends CodedError<BundleErrorCode, BundleErrorContext> {
   override readonly name = "BundleError";
-  readonly code: BundleErrorCode;
-  readonly context: BundleErrorContext;
-
-  constructor(code: BundleErrorCode, message: string, context: BundleErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 }
 
-/** Throws EABORTED when the signal has fired. */
+/** Throws ECANCELLED when the signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted)
-    throw new BundleError("EABORTED", "the bundle operation was cancelled", {}, { cause: signal.reason });
+    throw new BundleError("ECANCELLED", "the bundle operation was cancelled", {}, { cause: signal.reason });
 }

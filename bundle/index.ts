@@ -1,5 +1,11 @@
 /** Public face of patch bundles: build, pack, open and verify, match to a target, sign. */
 export { buildBundle, parseFunctionSpec } from "./build.js";
+export {
+  buildBundleFromDiff,
+  type DiffBuildOptions,
+  type DiffBuildResult,
+  type PatchedFunctionReport,
+} from "./diff/index.js";
 export { BundleError, type BundleErrorCode, type BundleErrorContext } from "./errors.js";
 export { MANIFEST_FILE, packBundle, SIGNATURE_FILE, SO_FILE } from "./files.js";
 export { type InspectOptions, type InspectReport, inspectBundle, type SignatureStatus } from "./inspect.js";

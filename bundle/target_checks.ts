@@ -165,6 +165,29 @@ export async function checkUndefinedSymbols({ target, patch, loader, warnings }:
   }
 }
 
+/**
+ * A fix file must not define a variable the target already has (a static or global of the same
+ * name): the patch would count on its own fresh copy while the program's state stays behind.
+ * Declared `extern`, the name resolves to the running program's object (statics included).
+ */
+export function checkNoStateCopy(target: ElfInfo, patch: ElfInfo, source: string): void {
+  const targetObjects = new Map<string, ElfSymbol>();
+  for (const s of target.symbols) {
+    if (s.defined && (s.kind === "object" || s.kind === "tls")) targetObjects.set(baseName(s.name), s);
+  }
+  for (const s of patch.symbols) {
+    if (s.table !== "symtab" || !s.defined || (s.kind !== "object" && s.kind !== "tls")) continue;
+    const theirs = targetObjects.get(s.name);
+    if (!theirs) continue;
+    const where = theirs.binding === "local" ? `the static ${theirs.file ?? "?"}:${s.name}` : `the global ${s.name}`;
+    throw new BundleError(
+      "EDATA_DUPLICATE",
+      `${path.basename(source)} defines ${s.name}, and ${target.path} has ${where}: the patch would use a fresh copy and lose the running value. Declare it \`extern\` (it then resolves to the program's own, statics too), or build from a diff (--source-dir DIR --diff FIX.diff)`,
+      { path: source, symbol: s.name },
+    );
+  }
+}
+
 export function usesExceptions(patch: ElfInfo): boolean {
   return (
     patch.sections.some((s) => s.name === ".gcc_except_table") ||

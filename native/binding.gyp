@@ -16,14 +16,18 @@
         "src/engine/op_support.cc",
         "src/engine/patch_ops.cc",
         "src/engine/redirect.cc",
+        "src/engine/return_wait.cc",
         "src/engine/safety.cc",
         "src/engine/session.cc",
         "src/engine/trampoline.cc",
+        "src/engine/unwinder.cc",
         "src/loader/link_map.cc",
         "src/loader/load_plan.cc",
         "src/loader/object_cache.cc",
         "src/loader/target_image.cc",
         "src/loader/tls.cc",
+        "src/object/object_file.cc",
+        "src/object/read_object.cc",
         "src/ptrace/errno_codes.cc",
         "src/ptrace/proc_auxv.cc",
         "src/ptrace/seccomp_check.cc",
@@ -36,7 +40,7 @@
       ],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
       "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lelf", "-ldl"]
+      "libraries": ["-lelf", "-ldw", "-ldl"]
     },
     {
       "target_name": "hotpatch_proc_events",

@@ -62,6 +62,32 @@ export interface RawTargetObjects {
   reason: string;
 }
 
+/** A relocatable object as the addon reads it (see native/object.ts for the field meanings). */
+export interface RawObjectFile {
+  path: string;
+  sections: {
+    name: string;
+    type: number;
+    flags: number;
+    size: number;
+    align: number;
+    entsize: number;
+    link: number;
+    info: number;
+    bytes: Buffer;
+  }[];
+  symbols: {
+    name: string;
+    value: number;
+    size: number;
+    type: number;
+    bind: number;
+    visibility: number;
+    shndx: number;
+  }[];
+  relocations: { section: number; offset: number; type: number; symbol: number; addend: number }[];
+}
+
 /** Result of a patch operation as the addon returns it. */
 export interface RawOpResult {
   patch: PatchRecord;
@@ -81,6 +107,7 @@ export interface RawOpOptions {
 export interface NativeAddon {
   readElf(path: string): Promise<RawElfInfo>;
   readBuildId(path: string): Promise<string | null>;
+  readObject(path: string): Promise<RawObjectFile>;
   readMaps(pid: number): Promise<RawMapping[]>;
   readTargetObjects(pid: number): Promise<RawTargetObjects>;
   loadPatch(pid: number, spec: PatchSpec, opts: RawOpOptions): Promise<RawOpResult>;

@@ -23,6 +23,7 @@ export type {
   PatchState,
 } from "./engine_types.js";
 export { EngineError, type EngineErrorCode, type EngineErrorContext, engineErrorCodes } from "./errors.js";
+export { type ObjectFile, type ObjectRelocation, type ObjectSection, type ObjectSymbol, readObject } from "./object.js";
 export { type ExecEvent, type ExecWatcher, monotonicMs, watchExecs } from "./proc_events.js";
 export type {
   ElfInfo,

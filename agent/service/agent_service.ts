@@ -3,6 +3,7 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
+import { codeOf } from "../../common/index.js";
 import { readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
@@ -72,14 +73,6 @@ export function roleToProto(r: NodeRole): Role {
 
 function consistencyOf(c: ProtoConsistency): Consistency {
   return c === ProtoConsistency.CONSISTENCY_ENTRY ? "entry" : "strict";
-}
-
-function codeOf(err: unknown): string {
-  const e = err as { code?: unknown; name?: unknown };
-  if (typeof e?.code === "string") return e.code;
-  if (e?.name === "TimeoutError") return "EDEADLINE";
-  if (e?.name === "AbortError") return "ECANCELLED";
-  return "EINTERNAL";
 }
 
 function outcomeName(o: Outcome): string {
@@ -495,7 +488,7 @@ export class AgentService {
       { action: "switchover", requestedBy, request: { targetRole: name ?? target } },
       ctx,
       async () => {
-        if (!name) throw new AgentError("EINVALID_ARGUMENT", "target_role must be ROLE_ACTIVE or ROLE_STANDBY");
+        if (!name) throw new AgentError("EBAD_ARGUMENT", "target_role must be ROLE_ACTIVE or ROLE_STANDBY");
         const role = await this.d.role.switchover(name, ctx.signal);
         return { previous, role };
       },

@@ -4,6 +4,7 @@
 
 #include "elf_file.h"
 #include "loader/target_image.h"
+#include "object/read_object.h"
 #include "proc_maps.h"
 #include "promise_worker.h"
 #include "workers/patch_workers.h"
@@ -197,6 +198,7 @@ Napi::Value ReadTargetObjects(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readElf", Napi::Function::New(env, ReadElf, "readElf"));
   exports.Set("readBuildId", Napi::Function::New(env, ReadBuildId, "readBuildId"));
+  exports.Set("readObject", Napi::Function::New(env, ReadObjectJs, "readObject"));
   exports.Set("readMaps", Napi::Function::New(env, ReadMaps, "readMaps"));
   exports.Set("readTargetObjects", Napi::Function::New(env, ReadTargetObjects, "readTargetObjects"));
   exports.Set("loadPatch", Napi::Function::New(env, LoadPatchJs, "loadPatch"));

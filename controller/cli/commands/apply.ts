@@ -1,6 +1,7 @@
 /** `hotpatch apply`: verify a bundle and patch running processes on this host with it. */
 import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle } from "../../../bundle/index.js";
+import { CodedError, codeOf } from "../../../common/index.js";
 import { applyPatchToMany, type Consistency } from "../../../native/index.js";
 import { keepPatchFile } from "../../local/patch_store.js";
 import { groupByExecutable, mappedLibrary } from "../../local/processes.js";
@@ -20,11 +21,6 @@ interface ApplyOptions extends TargetOptions {
   json?: boolean;
 }
 
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === "string" ? code : "EINTERNAL";
-}
-
 /**
  * Splits the pids into those the bundle was built for and those it was not (skipped, with the
  * reason). The build-id is compared with what each process really has mapped: its /proc/PID/exe
@@ -40,9 +36,7 @@ async function eligible(
   const skipped: ProcessOutcome[] = [];
   if (bundle.manifest.target.kind === "library") {
     if (lib === undefined) {
-      throw Object.assign(new Error(`bundle ${bundle.manifest.id} patches a library: name it with --lib PATH`), {
-        code: "EBAD_ARGUMENT",
-      });
+      throw new CodedError("EBAD_ARGUMENT", `bundle ${bundle.manifest.id} patches a library: name it with --lib PATH`);
     }
     const expected = bundle.manifest.target.buildId;
     for (const pid of pids) {

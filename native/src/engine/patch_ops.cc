@@ -20,6 +20,7 @@
 #include "loaders.h"
 #include "op_support.h"
 #include "redirect.h"
+#include "return_wait.h"
 #include "safety.h"
 #include "trampoline.h"
 
@@ -76,6 +77,7 @@ OpResult ActivatePatch(ProcessSession& session, const std::string& id, const OpO
   if (known.state == static_cast<uint32_t>(PatchState::kActive)) return OpResult{known, 0, 0};
 
   std::vector<GuardedRange> ranges;
+  std::vector<std::pair<uint64_t, std::string>> owners;
   for (uint32_t i = 0; i < known.function_count; ++i) {
     const DescFunction& f = known.functions[i];
     const std::string name = Str(f.symbol, sizeof f.symbol);
@@ -84,11 +86,14 @@ OpResult ActivatePatch(ProcessSession& session, const std::string& id, const OpO
     // A thread exactly at the entry is fine either way: it will take the new jump.
     if (static_cast<Consistency>(f.consistency) == Consistency::kStrict) {
       ranges.push_back({f.address + 1, f.address + f.size, name});
+      owners.emplace_back(f.address, name);  // its .cold and .part.N parts count too
     } else {
       ranges.push_back({site + 1, site + f.length, name + " (its first " + std::to_string(f.keep + f.length) + " bytes)"});
     }
   }
   const uint64_t stub = session.stub;
+  ExactCheck check(pid, ranges, owners);  // before any stop: reads the objects and their CFI
+  const auto deadline = Clock::now() + opts.safety_timeout;
   OpResult activated = WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
     Descriptor desc = ReadDescriptor(stopped.memory(), maps);
     DescPatch& rec = RequirePatch(desc, id, pid);
@@ -101,7 +106,9 @@ OpResult ActivatePatch(ProcessSession& session, const std::string& id, const OpO
                                                "on it?); unload and apply this patch again");
       }
     }
-    return SwitchJumps(stopped, maps, ranges, stub, desc, rec, PatchState::kActive, result);
+    return SwitchWhenFree(stopped, maps, check, stub, deadline, result.attempts > 0, opts.cancelled, [&] {
+      SwitchJumps(stopped, maps, {}, stub, desc, rec, PatchState::kActive, result);
+    });
   });
   *FindPatch(session.desc, id) = activated.record;  // as this stop wrote it
   return activated;
