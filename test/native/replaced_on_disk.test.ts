@@ -140,7 +140,17 @@ async function engineWithoutCapabilities(
   `;
   const { stdout } = await execFileAsync(
     noCapabilities[0] ?? "setpriv",
-    [...noCapabilities.slice(1), process.execPath, "--import", "tsx", "--input-type=module", "-e", script, String(pid), patch],
+    [
+      ...noCapabilities.slice(1),
+      process.execPath,
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      script,
+      String(pid),
+      patch,
+    ],
     { cwd: path.dirname(nativeIndex) },
   );
   return JSON.parse(stdout);
