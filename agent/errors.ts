@@ -16,6 +16,16 @@ export type AgentErrorCode =
   | "ETOO_LARGE"
   /** The bundle did not verify (hash, manifest, patch.so). */
   | "EBAD_BUNDLE"
+  /** Staging would put more bytes in bundleDir than `uploads.quotaBytes` allows; delete unused bundles (DeleteBundle). */
+  | "EQUOTA"
+  /** `uploads.maxConcurrent` uploads are already running; retry when one has finished. */
+  | "ETOO_MANY_UPLOADS"
+  /** The bundle cannot be deleted: its patch is in a process, a follow rule names it, or an operation on it runs. */
+  | "EBUNDLE_IN_USE"
+  /** The agent's disk is full (ENOSPC, EDQUOT): nothing half-written was left; free space and retry. */
+  | "ENOSPACE"
+  /** The agent's disk failed a read or write (EIO, EROFS, ...); the message names the file and the errno. */
+  | "EIO"
   /** The bundle is unsigned, or signed by a key this agent does not trust (config: trustedKeys). */
   | "ENOT_TRUSTED"
   /** The operation is not possible in the agent's current state (role source, lease held by the peer). */
@@ -49,6 +59,8 @@ export interface AgentErrorContext {
   source?: string;
   /** Line of a metrics text (1-based) that could not be parsed. */
   line?: number;
+  /** The errno of a failed file operation (ENOSPC, EIO, ...). */
+  errno?: string;
 }
 
 /** A failure of the agent, with a stable code, what it was working on, and the underlying cause. */

@@ -4,7 +4,7 @@
  * 1,000 processes in < 1 s. Baseline in the same run: the bare stop/resume floor of all of them.
  */
 
-import { runEach } from "../controller/local/run_each.js";
+import { runEach } from "../local/index.js";
 import { applyPatchToMany, measureStopFloor, revertPatch } from "../native/index.js";
 import { compileFixture, startFixture } from "../test/helpers/fixtures.js";
 import { printTable } from "./stats.js";

@@ -20,7 +20,7 @@ import {
 import { compileFixture, type RunningFixture, startFixture } from "../test/helpers/fixtures.js";
 import { printTable, quantile } from "./stats.js";
 
-const ROUNDS = 300;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 300);
 const binary = await compileFixture("c/bench_calls.c", ["-O2", "-fPIE", "-pie", "-pthread"]);
 const patch = await compileFixture("c/bench_patch.c", ["-O2", "-shared", "-fPIC"]);
 const fn = [{ symbol: "compute", replacement: "compute_same" }];

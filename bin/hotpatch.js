@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const main = new URL("../dist/controller/cli/main.js", import.meta.url);
+const main = new URL("../dist/cli/main.js", import.meta.url);
 if (!existsSync(fileURLToPath(main))) {
   process.stderr.write("hotpatch: not built yet; run `npm run build` in the hotpatch folder first\n");
   process.exit(70);

@@ -2,10 +2,15 @@
  * Reading the files of a bundle (a directory or a .tar) into memory with size limits, and writing
  * them out again. Tar entries are never extracted by path: only the three known names are read, as
  * bytes, and any other entry (a link, a device, `..`, an absolute path, a duplicate) refuses the tar.
+ * A gzip-compressed tar is inflated by us, at most MAX_TAR_BYTES of it, before anything in it is
+ * believed; other compressions are refused.
  */
-import { constants } from "node:fs";
+import { constants, createReadStream } from "node:fs";
 import { lstat, open, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { PassThrough } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import { create as tarCreate, list as tarList } from "tar";
 import { BundleError, throwIfAborted } from "./errors.js";
 import { MAX_MANIFEST_BYTES } from "./manifest.js";
@@ -13,8 +18,11 @@ import { MAX_SIGNATURE_BYTES } from "./signature.js";
 
 /** Largest patch.so accepted, in bytes. */
 export const MAX_SO_BYTES = 64 * 1024 * 1024;
-/** Largest .tar bundle accepted, in bytes. */
+/** Largest .tar bundle accepted, in bytes; also the most a compressed .tar may inflate to. */
 export const MAX_TAR_BYTES = MAX_SO_BYTES + 1024 * 1024;
+
+const gzipMagic = Buffer.from([0x1f, 0x8b]);
+const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
 /** The names a bundle is made of. */
 export const MANIFEST_FILE = "manifest.json";
@@ -107,6 +115,51 @@ function complete(
   return { manifest: f.manifest as Buffer, so: f.so as Buffer, signature: f.signature };
 }
 
+/** The first bytes of a file (fewer when it is shorter). */
+async function head(file: string, n: number): Promise<Buffer> {
+  const h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await h.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * The tar's bytes, counted: more than MAX_TAR_BYTES (a gzip bomb) ends the read at once. The
+ * inflated stream must not be compressed again, or node-tar's parser would inflate it a second time,
+ * without our cap.
+ */
+function capped(tarPath: string, compressed: boolean, stop: (err: BundleError) => BundleError) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let total = 0;
+    for await (const chunk of source) {
+      if (
+        total === 0 &&
+        compressed &&
+        (chunk.subarray(0, 2).equals(gzipMagic) || chunk.subarray(0, 4).equals(zstdMagic))
+      )
+        throw stop(
+          new BundleError("EBAD_BUNDLE", `${tarPath}: a compressed tar inside a compressed tar is refused`, {
+            path: tarPath,
+          }),
+        );
+      total += chunk.length;
+      if (total > MAX_TAR_BYTES)
+        throw stop(
+          new BundleError(
+            "EBAD_BUNDLE",
+            `${tarPath} inflates to more than the ${MAX_TAR_BYTES} bytes a bundle may hold; it was refused before anything in it was checked`,
+            { path: tarPath },
+          ),
+        );
+      yield chunk;
+    }
+  };
+}
+
 async function readTar(tarPath: string, size: number, signal?: AbortSignal): Promise<BundleFiles> {
   if (size > MAX_TAR_BYTES) {
     throw new BundleError("EBAD_BUNDLE", `${tarPath} is ${size} bytes, more than the ${MAX_TAR_BYTES} allowed`, {
@@ -115,6 +168,8 @@ async function readTar(tarPath: string, size: number, signal?: AbortSignal): Pro
   }
   const found = new Map<string, Buffer>();
   let refusal: BundleError | null = null;
+  // The pipeline may end with the AbortError of a stage it destroyed rather than with our reason.
+  let stopped: BundleError | null = null;
   const refuse = (message: string, field?: string) => {
     refusal ??= new BundleError("EBAD_BUNDLE", `${tarPath}: ${message}`, {
       path: tarPath,
@@ -122,9 +177,17 @@ async function readTar(tarPath: string, size: number, signal?: AbortSignal): Pro
     });
   };
   try {
-    await tarList({
-      file: tarPath,
+    const magic = await head(tarPath, 4);
+    if (magic.equals(zstdMagic))
+      throw new BundleError("EBAD_BUNDLE", `${tarPath} is zstd-compressed; give a .tar or a gzip-compressed .tar`, {
+        path: tarPath,
+      });
+    const gzip = magic.subarray(0, 2).equals(gzipMagic);
+    // zstd and brotli off: the parser gets only plain tar bytes, so its own (uncapped) inflating never starts.
+    const parser = tarList({
       strict: true,
+      zstd: false,
+      brotli: false,
       onReadEntry(entry) {
         if (refusal) return;
         const name = entry.path.startsWith("./") ? entry.path.slice(2) : entry.path;
@@ -151,8 +214,30 @@ async function readTar(tarPath: string, size: number, signal?: AbortSignal): Pro
         });
       },
     });
+    const parsed = new Promise<void>((resolve, reject) => {
+      parser.on("error", reject);
+      parser.on("end", () => resolve());
+    });
+    parsed.catch(() => undefined);
+    await pipeline(
+      createReadStream(tarPath, signal ? { signal } : {}),
+      gzip ? createGunzip() : new PassThrough(),
+      capped(tarPath, gzip, (err) => {
+        stopped = err;
+        return err;
+      }),
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) {
+          if (!parser.write(chunk)) await Promise.race([new Promise((r) => parser.once("drain", r)), parsed]);
+        }
+        parser.end();
+      },
+    );
+    await parsed;
   } catch (err) {
     throwIfAborted(signal);
+    if (stopped) throw stopped;
+    if (err instanceof BundleError) throw err;
     throw new BundleError(
       "EBAD_BUNDLE",
       `${tarPath} is not a readable tar: ${(err as Error).message}`,

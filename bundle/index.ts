@@ -7,11 +7,12 @@ export {
   type PatchedFunctionReport,
 } from "./diff/index.js";
 export { BundleError, type BundleErrorCode, type BundleErrorContext } from "./errors.js";
-export { MANIFEST_FILE, packBundle, SIGNATURE_FILE, SO_FILE } from "./files.js";
+export { MANIFEST_FILE, MAX_TAR_BYTES, packBundle, SIGNATURE_FILE, SO_FILE } from "./files.js";
 export { type InspectOptions, type InspectReport, inspectBundle, type SignatureStatus } from "./inspect.js";
 export { type WrittenKeyPair, writeKeyPair } from "./keyfiles.js";
 export { parseManifest, serializeManifest, validateManifest } from "./manifest.js";
 export { checkBundleTarget, openBundle } from "./open.js";
+export { patchSpecOf } from "./patch_spec.js";
 export {
   generateKeyPair,
   type KeyPairPem,

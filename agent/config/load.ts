@@ -7,6 +7,7 @@ import { BUCKET_PATTERN, DEFAULT_ROLE_BUCKET, NAME_PATTERN, NAME_RULE } from "..
 import { ConfigError } from "../errors.js";
 import type {
   AgentConfig,
+  AuditConfig,
   CommandConfig,
   GrpcSecurity,
   HooksConfig,
@@ -16,6 +17,7 @@ import type {
   SelectorConfig,
   ServiceConfig,
   ServiceMetricsConfig,
+  UploadsConfig,
 } from "./types.js";
 
 const hostPortRe = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -280,6 +282,25 @@ function readSecurity(r: Reader, g: Mapping): GrpcSecurity {
   return tls === "insecure" ? { kind: "insecure" } : { kind: "mtls", files: tls };
 }
 
+function readUploads(r: Reader, v: unknown, maxBundleBytes: number): UploadsConfig {
+  const o = (v === undefined ? undefined : r.mapping(v, "uploads", ["quotaBytes", "maxConcurrent"])) ?? {};
+  const quotaBytes = r.int(o.quotaBytes, "uploads.quotaBytes", 1024, 2 ** 50, Math.max(2 ** 30, maxBundleBytes));
+  if (quotaBytes < maxBundleBytes)
+    r.bad(
+      "uploads.quotaBytes",
+      `expected at least grpc.maxBundleBytes (${maxBundleBytes}), or a bundle of the largest accepted size could never be staged; got ${quotaBytes}`,
+    );
+  return { quotaBytes, maxConcurrent: r.int(o.maxConcurrent, "uploads.maxConcurrent", 1, 64, 2) };
+}
+
+function readAudit(r: Reader, v: unknown): AuditConfig {
+  const o = (v === undefined ? undefined : r.mapping(v, "audit", ["fsync", "fsyncIntervalMs"])) ?? {};
+  return {
+    fsync: r.oneOf(o.fsync, "audit.fsync", ["always", "interval", "never"] as const, "always"),
+    fsyncIntervalMs: r.int(o.fsyncIntervalMs, "audit.fsyncIntervalMs", 10, 60_000, 1000),
+  };
+}
+
 /** Validates an already-parsed configuration document. `source` names it in errors; relative paths resolve against `baseDir`. */
 export function parseConfig(doc: unknown, source = "config", baseDir = process.cwd()): AgentConfig {
   const r = new Reader(baseDir);
@@ -295,8 +316,10 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     "services",
     "allow",
     "bundleDir",
+    "uploads",
     "trustedKeys",
     "auditLog",
+    "audit",
     "metrics",
     "debugDirs",
     "safetyTimeoutMs",
@@ -324,6 +347,7 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     );
     return "";
   });
+  const maxBundleBytes = r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024);
   const m = o.metrics === undefined ? undefined : r.mapping(o.metrics, "metrics");
   if (m) r.known(m, "metrics", ["listen"]);
   const debugDirs = r
@@ -337,7 +361,7 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     grpc: {
       listen: r.hostPort(g.listen, "grpc.listen"),
       security: readSecurity(r, g),
-      maxBundleBytes: r.int(g.maxBundleBytes, "grpc.maxBundleBytes", 1024, 2 ** 31, 64 * 1024 * 1024),
+      maxBundleBytes,
     },
     natsServers: servers,
     heartbeat: { intervalMs, peerLossBeats: r.int(h.peerLossBeats, "heartbeat.peerLossBeats", 1, 1000, 4) },
@@ -348,8 +372,10 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
       .filter((s): s is ServiceConfig => s !== undefined),
     allow,
     bundleDir: r.file(o.bundleDir, "bundleDir") ?? "",
+    uploads: readUploads(r, o.uploads, maxBundleBytes),
     trustedKeys: r.list(o.trustedKeys, "trustedKeys", []).map((k, i) => r.file(k, `trustedKeys[${i}]`) ?? ""),
     auditLog: r.file(o.auditLog, "auditLog") ?? "",
+    audit: readAudit(r, o.audit),
     metricsListen: m ? r.hostPort(m.listen, "metrics.listen") : null,
     debugDirs,
     safetyTimeoutMs: r.int(o.safetyTimeoutMs, "safetyTimeoutMs", 1, 600_000, 2000),

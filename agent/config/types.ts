@@ -37,6 +37,27 @@ export interface GrpcConfig {
   maxBundleBytes: number;
 }
 
+/** Limits on bundle uploads (StageBundle). */
+export interface UploadsConfig {
+  /** Most bytes bundleDir may hold: stored bundles plus the uploads in progress. */
+  quotaBytes: number;
+  /** Most uploads in progress at once; one more is refused at once (ETOO_MANY_UPLOADS). */
+  maxConcurrent: number;
+}
+
+/**
+ * When audit records are forced to the disk (fdatasync): `always` before the request is answered,
+ * `interval` every `fsyncIntervalMs`, `never` when the kernel writes its cache back.
+ */
+export type AuditFsync = "always" | "interval" | "never";
+
+/** How durable the audit log is. */
+export interface AuditConfig {
+  fsync: AuditFsync;
+  /** With `fsync: interval`: how often written records are synced. */
+  fsyncIntervalMs: number;
+}
+
 /** Heartbeats and peer watch. */
 export interface HeartbeatConfig {
   /** Publish interval. */
@@ -170,10 +191,14 @@ export interface AgentConfig {
   allow: string[];
   /** Where verified bundles are stored. */
   bundleDir: string;
+  /** Limits on uploads into bundleDir. */
+  uploads: UploadsConfig;
   /** Public keys (PEM files) whose bundle signatures are trusted; when any are given, unsigned bundles are refused. */
   trustedKeys: string[];
   /** Append-only JSON-lines audit log. */
   auditLog: string;
+  /** How durable the audit log is. */
+  audit: AuditConfig;
   /** host:port of the Prometheus endpoint, or null for none. */
   metricsListen: string | null;
   /** Directories searched for separate debug info. */

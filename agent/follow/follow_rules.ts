@@ -1,6 +1,7 @@
 /** Follow rules: "apply bundle B to every new process matching S", kept next to the bundle so they survive a restart. */
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { diskError } from "../disk_error.js";
 import type { Consistency } from "../engine/types.js";
 import type { Selector } from "../procfs/types.js";
 
@@ -38,8 +39,17 @@ export class FollowRules {
     }
   }
 
+  /** Stores a rule: written aside and renamed into place, so a full disk never leaves half a rule. */
   async set(rule: FollowRule): Promise<void> {
-    await writeFile(this.file(rule.bundleId), JSON.stringify(rule));
+    const file = this.file(rule.bundleId);
+    const tmp = `${file}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify(rule));
+      await rename(tmp, file);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw diskError(err, `store the follow rule of bundle ${rule.bundleId}`);
+    }
     this.rules.set(rule.bundleId, rule);
   }
 

@@ -64,17 +64,25 @@ function actorOf(call: ServerSurfaceCall): string {
   return ctx.transportSecurityType === "ssl" ? "unknown-cn" : "insecure";
 }
 
+/** A call's context as the transport keeps it: the deadline, and what to put in the reply's `audit_error`. */
+type TransportContext = CallContext & { deadlineAt: number; done(): void; auditError(): string };
+
 /** A signal that fires at the call's deadline (or the default) and when the client cancels. */
-function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & { deadlineAt: number; done(): void } {
+function contextOf(call: ServerSurfaceCall, fallbackMs: number): TransportContext {
   const dl = call.getDeadline();
   const at = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : Date.now() + fallbackMs;
   const cancel = new AbortController();
   const deadline = deadlineSignal(at - Date.now(), cancel.signal);
   const onCancel = () => cancel.abort(new AgentError("ECANCELLED", "the client cancelled the call"));
   call.once("cancelled", onCancel);
+  let auditError = "";
   return {
     actor: actorOf(call),
     signal: deadline.signal,
+    auditFailed: (err) => {
+      auditError = `[${err.code}] ${err.message}`;
+    },
+    auditError: () => auditError,
     deadlineAt: at,
     done: () => {
       call.removeListener("cancelled", onCancel);
@@ -83,7 +91,7 @@ function contextOf(call: ServerSurfaceCall, fallbackMs: number): CallContext & {
   };
 }
 
-function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ctx: CallContext) => Promise<Res>) {
+function unary<Req, Res>(kind: keyof typeof defaultDeadlineMs, fn: (req: Req, ctx: TransportContext) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
     const ctx = contextOf(call, defaultDeadlineMs[kind]);
     fn(call.request, ctx).then(
@@ -146,12 +154,23 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
     listProcesses: unary("quick", async (req, ctx) => ({
       processes: await svc.listProcesses(req.selector ?? {}, ctx),
     })),
-    apply: unary("patch", async (req, ctx) => ({ results: await svc.apply(req, ctx) })),
-    revert: unary("patch", async (req, ctx) => ({ results: await svc.revert(req, ctx) })),
+    // A reply is what was done; audit_error says when its audit record is not written yet.
+    apply: unary("patch", async (req, ctx) => {
+      const results = await svc.apply(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
+    revert: unary("patch", async (req, ctx) => {
+      const results = await svc.revert(req, ctx);
+      return { results, auditError: ctx.auditError() };
+    }),
     status: unary("quick", async (_req, ctx) => svc.status(ctx)),
     switchover: unary("patch", async (req, ctx) => {
       const r = await svc.switchover(req.targetRole, req.requestedBy, ctx);
-      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role) };
+      return { previousRole: roleToProto(r.previous), role: roleToProto(r.role), auditError: ctx.auditError() };
+    }),
+    deleteBundle: unary("quick", async (req, ctx) => {
+      const r = await svc.deleteBundle(req.bundleId, req.requestedBy, ctx);
+      return { ...r, auditError: ctx.auditError() };
     }),
     stageBundle: (call: ServerReadableStream<StageBundleRequest, never>, cb) => {
       const ctx = contextOf(call, defaultDeadlineMs.patch);
@@ -165,11 +184,12 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;
-        return svc.stageBundle(
+        const r = await svc.stageBundle(
           { bundleId: h.bundleId, size: h.size, sha256: h.sha256 },
           chunksOf(it, ctx.deadlineAt, () => call.cancelled),
           ctx,
         );
+        return { ...r, auditError: ctx.auditError() };
       };
       work().then(
         (res) => {

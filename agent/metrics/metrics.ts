@@ -81,8 +81,37 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  /** Audit log writes and syncs the disk refused, by code (ENOSPACE, EIO). */
+  readonly auditFailures = new Counter({
+    name: "hotpatch_audit_write_failures_total",
+    help: "Audit log writes or syncs that failed, by code (ENOSPACE, EIO); the records stay queued",
+    labelNames: ["code"],
+    registers: [this.registry],
+  });
+  /** Where the audit gauges read from at each scrape (the agent's audit log). */
+  private auditHealth: () => { pending: number; dropped: number } = () => ({ pending: 0, dropped: 0 });
+  /** Audit records waiting for the disk. */
+  readonly auditPending: Gauge = new Gauge({
+    name: "hotpatch_audit_pending_records",
+    help: "Audit records the disk refused, queued in memory until it takes them",
+    registers: [this.registry],
+    collect: (): void => this.auditPending.set(this.auditHealth().pending),
+  });
+  /** Audit records dropped because too many were waiting. */
+  readonly auditDropped: Gauge = new Gauge({
+    name: "hotpatch_audit_dropped_records",
+    help: "Audit records dropped since the agent started because too many were waiting (each is in the agent's log)",
+    registers: [this.registry],
+    collect: (): void => this.auditDropped.set(this.auditHealth().dropped),
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "hotpatch_agent_" });
+  }
+
+  /** Reads the audit gauges from `health` from now on. */
+  watchAudit(health: () => { pending: number; dropped: number }): void {
+    this.auditHealth = health;
   }
 }
 

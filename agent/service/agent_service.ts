@@ -3,10 +3,12 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
+import { patchSpecOf } from "../../bundle/index.js";
 import { codeOf } from "../../common/index.js";
 import { readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
+  type DeleteBundleResponse,
   type Event,
   type InfoResponse,
   Outcome,
@@ -49,6 +51,8 @@ export interface CallContext {
   actor: string;
   /** Fires at the call's deadline or when the client cancels. */
   signal: AbortSignal;
+  /** Told when the request's audit record could not be written (the reply must say so). */
+  auditFailed?: (err: AgentError) => void;
 }
 
 /** Everything the service works with. */
@@ -87,6 +91,23 @@ function outcomeName(o: Outcome): string {
     )[o] ?? "unspecified"
   );
 }
+
+/** Per-process results as the audit log records them. */
+function auditProcesses(results: ProcessResult[]): NonNullable<AuditRecord["processes"]> {
+  return results.map((r) => ({
+    pid: r.pid,
+    outcome: outcomeName(r.outcome),
+    ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+  }));
+}
+
+/** A process left alone by a request, and why. */
+function skippedResult(pid: number, errorCode: string, message: string): ProcessResult {
+  return { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode, message, pauseUs: 0 };
+}
+
+/** A process a request did not reach before its deadline. */
+const NOT_REACHED = "the request's deadline passed before this process was reached";
 
 const parallelism = 4;
 
@@ -240,24 +261,47 @@ export class AgentService {
     const skipped = found.flatMap(({ p, t }) => {
       if ("file" in t) return [];
       this.d.metrics.patchOps.inc({ op, outcome: "skipped" });
-      return [{ pid: p.pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: t.code, message: t.message, pauseUs: 0 }];
+      return [skippedResult(p.pid, t.code, t.message)];
     });
     return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
   }
 
+  /**
+   * Writes an audit record. A disk that refuses it never turns finished work into a failure: the
+   * record stays queued in the log (written when the disk takes it), goes to the agent's own log,
+   * and the caller is told through `ctx.auditFailed`.
+   */
+  private async record(rec: AuditRecord, ctx?: CallContext): Promise<void> {
+    try {
+      await this.d.audit.append(rec);
+    } catch (err) {
+      const e = err instanceof AgentError ? err : new AgentError("EIO", String(err));
+      this.d.log(
+        "error",
+        `audit record not written yet [${e.code}]: ${e.message}; it is queued and written once the disk takes it`,
+        {
+          audit: rec,
+        },
+      );
+      ctx?.auditFailed?.(e);
+    }
+  }
+
+  /** Runs a change request and audits it; `bundleId` is held while it runs, so DeleteBundle refuses that bundle meanwhile. */
   private async audited<T>(
     rec: Omit<AuditRecord, "result" | "actor">,
     ctx: CallContext,
     work: () => Promise<T>,
     results?: (t: T) => AuditRecord["processes"],
+    bundleId?: string,
   ): Promise<T> {
     try {
-      const out = await work();
+      const out = await (bundleId === undefined ? work() : this.d.store.holding(bundleId, work));
       const procs = results?.(out);
-      await this.d.audit.append({ ...rec, actor: ctx.actor, result: "ok", ...(procs ? { processes: procs } : {}) });
+      await this.record({ ...rec, actor: ctx.actor, result: "ok", ...(procs ? { processes: procs } : {}) }, ctx);
       return out;
     } catch (err) {
-      await this.d.audit.append({
+      await this.record({
         ...rec,
         actor: ctx.actor,
         result: codeOf(err),
@@ -273,19 +317,56 @@ export class AgentService {
     h: UploadHeader,
     chunks: AsyncIterable<Uint8Array>,
     ctx: CallContext,
-  ): Promise<StageBundleResponse> {
-    return this.audited({ action: "stage", request: { ...h } }, ctx, async () => {
-      const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
-        this.checkStageAllowed(b),
-      );
-      if (!alreadyStaged)
-        this.d.events.emit({
-          kind: "bundle.staged",
-          patchId: bundle.id,
-          state: PatchState.PATCH_STATE_STAGED,
-          actor: ctx.actor,
-        });
-      return { bundleId: bundle.id, alreadyStaged };
+  ): Promise<Omit<StageBundleResponse, "auditError">> {
+    return this.audited(
+      { action: "stage", request: { ...h } },
+      ctx,
+      async () => {
+        const { bundle, alreadyStaged } = await this.d.store.stage(h, chunks, ctx.signal, (b) =>
+          this.checkStageAllowed(b),
+        );
+        if (!alreadyStaged)
+          this.d.events.emit({
+            kind: "bundle.staged",
+            patchId: bundle.id,
+            state: PatchState.PATCH_STATE_STAGED,
+            actor: ctx.actor,
+          });
+        return { bundleId: bundle.id, alreadyStaged };
+      },
+      undefined,
+      h.bundleId,
+    );
+  }
+
+  /**
+   * Removes a staged bundle, refused (EBUNDLE_IN_USE) while a follow rule names it, its patch is in
+   * a process (any state: loaded, active or inactive code still comes from it), or a request on it runs.
+   */
+  async deleteBundle(
+    bundleId: string,
+    requestedBy: string,
+    ctx: CallContext,
+  ): Promise<Omit<DeleteBundleResponse, "auditError">> {
+    return this.audited({ action: "delete", requestedBy, request: { bundleId } }, ctx, async () => {
+      const freedBytes = await this.d.store.remove(bundleId, async () => {
+        if (this.follow.all().some((r) => r.bundleId === bundleId))
+          throw new AgentError(
+            "EBUNDLE_IN_USE",
+            `bundle ${bundleId} has a follow rule (it is applied to new processes); revert it first, which removes the rule`,
+            { bundleId },
+          );
+        await this.refreshStates(ctx.signal);
+        const users = this.patchStates().filter((p) => p.patchId === bundleId);
+        if (users.length > 0)
+          throw new AgentError(
+            "EBUNDLE_IN_USE",
+            `bundle ${bundleId} is present in process${users.length === 1 ? "" : "es"} ${users.map((u) => u.pid).join(", ")}; revert it with unload first`,
+            { bundleId },
+          );
+      });
+      this.d.events.emit({ kind: "bundle.deleted", patchId: bundleId, actor: ctx.actor });
+      return { bundleId, freedBytes };
     });
   }
 
@@ -308,27 +389,16 @@ export class AgentService {
       return { pid, outcome, errorCode, message, pauseUs };
     };
     const pids = procs.map((p) => p.pid);
-    const unreached = "the request's deadline passed before this process was reached";
     if (signal?.aborted)
-      return Promise.resolve(pids.map((pid) => result(pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", unreached)));
+      return Promise.resolve(pids.map((pid) => result(pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED)));
     return runAll(this.locks, pids, async () => {
-      const outcomes = await this.d.engine.applyPatchToMany(
-        pids,
-        {
-          id: bundle.id,
-          soPath: bundle.soPath,
-          functions: bundle.manifest.functions,
-          // "auto" in a hand-written manifest: the mmap loader handles C and C++ alike.
-          loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
-        },
-        {
-          consistency,
-          safetyTimeoutMs,
-          debugDirs: this.d.config.debugDirs,
-          parallel: parallelism,
-          ...(signal ? { signal } : {}),
-        },
-      );
+      const outcomes = await this.d.engine.applyPatchToMany(pids, patchSpecOf(bundle.manifest, bundle.soPath), {
+        consistency,
+        safetyTimeoutMs,
+        debugDirs: this.d.config.debugDirs,
+        parallel: parallelism,
+        ...(signal ? { signal } : {}),
+      });
       await mapLimit(pids, parallelism, async (pid) => {
         this.states.set(pid, toProcessPatches(pid, await this.readPatches(pid)));
       });
@@ -347,7 +417,7 @@ export class AgentService {
           return result(o.pid, Outcome.OUTCOME_DONE, "", "", o.pauseUs);
         }
         if (o.code === "ECANCELLED" && signal?.aborted)
-          return result(o.pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", `${unreached}: ${o.message}`);
+          return result(o.pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", `${NOT_REACHED}: ${o.message}`);
         this.d.events.emit({
           kind: "patch.failed",
           patchId: bundle.id,
@@ -394,12 +464,8 @@ export class AgentService {
           );
         return results;
       },
-      (rs) =>
-        rs.map((r) => ({
-          pid: r.pid,
-          outcome: outcomeName(r.outcome),
-          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-        })),
+      auditProcesses,
+      req.bundleId,
     );
   }
 
@@ -417,62 +483,62 @@ export class AgentService {
         const bundle = await this.d.store.require(req.bundleId);
         await this.follow.remove(bundle.id);
         const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "revert");
-        const done = await mapLimit(targets, parallelism, (p) =>
-          this.locks.run(p.pid, async () => {
-            const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
-              this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
-              return { pid: p.pid, outcome, errorCode, message, pauseUs };
-            };
-            if (ctx.signal.aborted)
-              return result(
-                Outcome.OUTCOME_SKIPPED,
-                "EDEADLINE",
-                "the request's deadline passed before this process was reached",
-              );
-            const present = (await this.readPatches(p.pid)).find((r) => r.id === bundle.id);
-            if (!present)
-              return result(Outcome.OUTCOME_SKIPPED, "ENOT_FOUND", `${bundle.id} is not present in process ${p.pid}`);
-            if (present.state !== "active" && !req.unload)
-              return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already ${present.state} in ${p.pid}`);
-            try {
-              const r = await this.d.engine.revertPatch(p.pid, bundle.id, {
-                unload: req.unload,
-                debugDirs: this.d.config.debugDirs,
-                signal: ctx.signal,
-              });
-              this.d.metrics.pauseUs.observe({ op: "revert" }, r.pauseUs);
-              this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
-              this.d.events.emit({
-                kind: "patch.reverted",
-                patchId: bundle.id,
-                pid: p.pid,
-                state: req.unload ? PatchState.PATCH_STATE_UNLOADED : PatchState.PATCH_STATE_INACTIVE,
-                actor: ctx.actor,
-              });
-              return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
-            } catch (err) {
-              this.d.metrics.failures.inc({ op: "revert", code: codeOf(err) });
-              return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
-            }
-          }),
-        );
+        const done = await mapLimit(targets, parallelism, (p) => this.revertOne(p, bundle.id, req.unload, ctx));
         return [...done, ...skipped].sort((a, b) => a.pid - b.pid);
       },
-      (rs) =>
-        rs.map((r) => ({
-          pid: r.pid,
-          outcome: outcomeName(r.outcome),
-          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-        })),
+      auditProcesses,
+      req.bundleId,
     );
+  }
+
+  /** Reverts patch `bundleId` in one process (serialised per process); never throws. */
+  private revertOne(p: ProcessFacts, bundleId: string, unload: boolean, ctx: CallContext): Promise<ProcessResult> {
+    return this.locks.run(p.pid, async () => {
+      const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
+        this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
+        return { pid: p.pid, outcome, errorCode, message, pauseUs };
+      };
+      if (ctx.signal.aborted) return result(Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED);
+      const present = (await this.readPatches(p.pid)).find((r) => r.id === bundleId);
+      if (!present)
+        return result(Outcome.OUTCOME_SKIPPED, "ENOT_FOUND", `${bundleId} is not present in process ${p.pid}`);
+      if (present.state !== "active" && !unload)
+        return result(Outcome.OUTCOME_ALREADY, "", `${bundleId} is already ${present.state} in ${p.pid}`);
+      try {
+        const r = await this.d.engine.revertPatch(p.pid, bundleId, {
+          unload,
+          debugDirs: this.d.config.debugDirs,
+          signal: ctx.signal,
+        });
+        this.d.metrics.pauseUs.observe({ op: "revert" }, r.pauseUs);
+        this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
+        this.d.events.emit({
+          kind: "patch.reverted",
+          patchId: bundleId,
+          pid: p.pid,
+          state: unload ? PatchState.PATCH_STATE_UNLOADED : PatchState.PATCH_STATE_INACTIVE,
+          actor: ctx.actor,
+        });
+        return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
+      } catch (err) {
+        this.d.metrics.failures.inc({ op: "revert", code: codeOf(err) });
+        return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
+      }
+    });
   }
 
   async status(ctx: CallContext): Promise<StatusResponse> {
     await this.refreshStates(ctx.signal);
+    const audit = this.d.audit.health();
     return {
       stagedBundles: await this.d.store.list(),
       patches: this.patchStates(),
       role: roleToProto(this.d.role.role),
+      audit: {
+        error: audit.failure ? `[${audit.failure.code}] ${audit.failure.message}` : "",
+        pending: audit.pending,
+        dropped: audit.dropped,
+      },
     };
   }
 
@@ -508,28 +574,21 @@ export class AgentService {
       if (!bundle) continue;
       const target = await this.targetFile(p, bundle);
       let r: ProcessResult;
-      if (!("file" in target))
-        r = { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: target.code, message: target.message, pauseUs: 0 };
-      else if (!this.d.allow.allows(target.file)) {
-        r = {
-          pid,
-          outcome: Outcome.OUTCOME_SKIPPED,
-          errorCode: "ENOT_ALLOWED",
-          message: `${target.file} is not on the allow-list`,
-          pauseUs: 0,
-        };
-      } else {
+      if (!("file" in target)) r = skippedResult(pid, target.code, target.message);
+      else if (!this.d.allow.allows(target.file))
+        r = skippedResult(pid, "ENOT_ALLOWED", `${target.file} is not on the allow-list`);
+      else {
         const [one] = await this.applyMany([p], bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
         if (!one) continue;
         r = one;
         if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
       }
       out.push(r);
-      await this.d.audit.append({
+      await this.record({
         actor: rule.actor,
         action: "auto-apply",
         request: { bundleId: rule.bundleId, selector: rule.selector, trigger: "exec" },
-        processes: [{ pid, outcome: outcomeName(r.outcome), ...(r.errorCode ? { errorCode: r.errorCode } : {}) }],
+        processes: auditProcesses([r]),
         result: r.outcome === Outcome.OUTCOME_FAILED ? r.errorCode : "ok",
       });
     }
@@ -557,10 +616,6 @@ export class PartialResults extends AgentError {
   }
 
   get processes(): NonNullable<AuditRecord["processes"]> {
-    return this.results.map((r) => ({
-      pid: r.pid,
-      outcome: outcomeName(r.outcome),
-      ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-    }));
+    return auditProcesses(this.results);
   }
 }

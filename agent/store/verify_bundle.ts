@@ -7,7 +7,9 @@
 import { cp } from "node:fs/promises";
 import path from "node:path";
 import { BundleError, openBundle, SO_FILE } from "../../bundle/index.js";
+import { diskError, isFileError } from "../disk_error.js";
 import { AgentError } from "../errors.js";
+import { treeBytes } from "./disk_usage.js";
 import type { VerifiedBundle } from "./types.js";
 
 function bad(bundleId: string, message: string, cause?: unknown): AgentError {
@@ -22,7 +24,7 @@ function bad(bundleId: string, message: string, cause?: unknown): AgentError {
 /**
  * Verifies an uploaded archive (`archive`, already hashed while it arrived as `sha256`) against the
  * header and the trusted keys (a signature is required when any are given), and copies the verified
- * files into `dir`.
+ * files into `dir`. `beforeCopy` learns how many bytes the copy will take (it may refuse by throwing).
  */
 export async function verifyBundle(
   bundleId: string,
@@ -32,6 +34,7 @@ export async function verifyBundle(
   dir: string,
   trustedKeys: string[],
   signal?: AbortSignal,
+  beforeCopy: (bytes: number) => Promise<void> = async () => undefined,
 ): Promise<VerifiedBundle> {
   if (sha256 !== expectedSha256) {
     throw bad(
@@ -44,6 +47,9 @@ export async function verifyBundle(
     opened = await openBundle(archive, { trustedKeys, ...(signal ? { signal } : {}) });
   } catch (err) {
     if (!(err instanceof BundleError)) throw err;
+    // Our own disk (the upload, the private copy in the temp folder) failed: not the bundle's fault.
+    if (err.code === "EIO" && isFileError(err.cause))
+      throw diskError(err.cause, `open the upload of bundle ${bundleId}`);
     const message = `[${err.code}] ${err.message.replaceAll(archive, "the upload")}`;
     if (err.code === "EBUNDLE_UNSIGNED" || err.code === "EBUNDLE_SIGNATURE") {
       throw new AgentError("ENOT_TRUSTED", `bundle ${bundleId}: ${message}`, { bundleId }, { cause: err });
@@ -54,7 +60,10 @@ export async function verifyBundle(
     if (opened.manifest.id !== bundleId) {
       throw bad(bundleId, `the manifest's id is "${opened.manifest.id}", not the id the upload announced`);
     }
-    await cp(opened.dir, dir, { recursive: true });
+    await beforeCopy(await treeBytes(opened.dir));
+    await cp(opened.dir, dir, { recursive: true }).catch((err: unknown) => {
+      throw diskError(err, `store bundle ${bundleId}`);
+    });
     return { id: bundleId, sha256, manifest: opened.manifest, soPath: path.join(dir, SO_FILE) };
   } finally {
     await opened.dispose();

@@ -61,7 +61,7 @@ export async function startSimulatedAgent(o: SimulatedAgentOptions): Promise<Sim
       call.on("end", () => {
         const already = staged.has(id);
         staged.add(id);
-        cb(null, { bundleId: id, alreadyStaged: already });
+        cb(null, { bundleId: id, alreadyStaged: already, auditError: "" });
       });
     },
     apply: unary((req) => {
@@ -79,6 +79,7 @@ export async function startSimulatedAgent(o: SimulatedAgentOptions): Promise<Sim
             pauseUs: 0,
           },
         ],
+        auditError: "",
       };
     }),
     revert: unary((req) => {
@@ -93,13 +94,19 @@ export async function startSimulatedAgent(o: SimulatedAgentOptions): Promise<Sim
             pauseUs: 0,
           },
         ],
+        auditError: "",
       };
     }),
-    status: unary(() => ({ stagedBundles: [...staged], patches: [], role })),
+    status: unary(() => ({ stagedBundles: [...staged], patches: [], role, audit: undefined })),
     switchover: unary((req) => {
       const previousRole = role;
       role = req.targetRole;
-      return { previousRole, role };
+      return { previousRole, role, auditError: "" };
+    }),
+    deleteBundle: unary((req) => {
+      if (active.has(req.bundleId)) throw new Error(`bundle ${req.bundleId} is active`);
+      staged.delete(req.bundleId);
+      return { bundleId: req.bundleId, freedBytes: 0, auditError: "" };
     }),
     watchEvents: (call) => call.end(),
   };

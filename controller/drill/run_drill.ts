@@ -5,8 +5,8 @@
  */
 import { deadlineSignal } from "../../common/index.js";
 import { planLoad, startLoadgen } from "../../deploy/demo/index.js";
+import { AgentPool } from "../agents/index.js";
 import { ClusterView, checkName, connectNats, judgePair, type NodeView } from "../cluster/index.js";
-import { AgentPool } from "../rollout/agents.js";
 import { DrillError } from "./errors.js";
 import { killExactProcess } from "./local_process.js";
 import { PairObserver } from "./observer.js";

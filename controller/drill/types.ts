@@ -1,5 +1,5 @@
 /** What a drill is asked to do and what it reports. */
-import type { AgentSecurity } from "../rollout/plan_types.js";
+import type { AgentSecurity } from "../agents/index.js";
 
 /** A graceful swap of roles, or the crash of the active node. */
 export type DrillKind = "switchover" | "failover";

@@ -7,6 +7,7 @@
  */
 
 import { setMaxListeners } from "node:events";
+import { AgentCallError } from "../agents/index.js";
 import type { EngineDeps, Halt, RolloutOutcome, StepContext, StepResult } from "./engine_types.js";
 import { RolloutError } from "./errors.js";
 import { finishRun } from "./failure_policy.js";
@@ -185,12 +186,13 @@ export class RolloutEngine {
       return await runStep(this.#context(state, index), step);
     } catch (err) {
       if (this.#hard.signal.aborted) return { kind: "halted" };
+      const coded = err instanceof RolloutError || err instanceof AgentCallError ? err : null;
       const failure: Failure = {
         pair: state.pair,
-        node: err instanceof RolloutError && typeof err.context.node === "string" ? err.context.node : "",
+        node: typeof coded?.context.node === "string" ? coded.context.node : "",
         gate: step.kind,
         value: err instanceof Error ? err.message : String(err),
-        code: err instanceof RolloutError ? err.code : "EAGENT",
+        code: coded?.code ?? "EAGENT",
       };
       return { kind: "failed", failure };
     }

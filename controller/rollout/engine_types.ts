@@ -1,6 +1,7 @@
 /** The rollout engine's outside world, its outcomes, and what each step handler is given. */
+
+import type { AgentApi } from "../agents/index.js";
 import type { ClusterView } from "../cluster/index.js";
-import type { AgentApi } from "./agents.js";
 import type { BundleArchive } from "./bundle_archive.js";
 import type { RolloutError } from "./errors.js";
 import type { RolloutEventBody } from "./events.js";
@@ -15,8 +16,8 @@ export interface EngineDeps {
   view: Pick<ClusterView, "now" | "node" | "health">;
   /** The agent of a node. */
   agent: (node: string) => AgentApi;
-  /** The bundle to stage (read from plan.bundle). */
-  bundle: BundleArchive;
+  /** The bundle to stage (read from plan.bundle), read when a stage step first needs it. */
+  bundle: () => Promise<BundleArchive>;
   /** Receives every event. */
   emit: (e: RolloutEventBody) => void;
   /** Audit identity sent to agents. */

@@ -1,5 +1,4 @@
 /** Public face of rollouts: plans, the engine, state in KV, and the runner the CLI uses. */
-export { type AgentApi, AgentPool } from "./agents.js";
 export { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
 export { formatDuration, parseDuration } from "./duration.js";
 export { RolloutEngine } from "./engine.js";
@@ -13,6 +12,7 @@ export type * from "./plan_types.js";
 export {
   actorName,
   type Discovery,
+  discoverCluster,
   discoverPairs,
   listRollouts,
   type RunOptions,
@@ -20,6 +20,7 @@ export {
   readRollout,
   requestStop,
   resumeRollout,
+  stagesOf,
   startRollout,
 } from "./runner.js";
 export type * from "./state_types.js";

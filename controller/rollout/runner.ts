@@ -4,9 +4,8 @@
  */
 import { hostname, userInfo } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ClusterView } from "../cluster/index.js";
-import { connectNats } from "../cluster/nats.js";
-import { AgentPool } from "./agents.js";
+import { AgentPool } from "../agents/index.js";
+import { ClusterView, connectNats } from "../cluster/index.js";
 import { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
 import { RolloutEngine } from "./engine.js";
 import type { RolloutOutcome } from "./engine_types.js";
@@ -111,10 +110,56 @@ class Session {
   }
 }
 
+/** Runs `work` on a session of the cluster, closed after it. */
+async function withSession<T>(servers: string[], cluster: string, work: (s: Session) => Promise<T>): Promise<T> {
+  const session = await Session.open(servers, cluster);
+  try {
+    return await work(session);
+  } finally {
+    await session.close();
+  }
+}
+
+/** Runs `work` holding the cluster's rollout lease for rollout `id`, released after it. */
+async function withLease<T>(
+  session: Session,
+  id: string,
+  opts: RunOptions,
+  work: (l: Lease) => Promise<T>,
+): Promise<T> {
+  const lease = await Lease.acquire(session.store.kv, {
+    ttlMs: opts.leaseTtlMs ?? 15_000,
+    rolloutId: id,
+    cluster: session.store.cluster,
+  });
+  try {
+    return await work(lease);
+  } finally {
+    await lease.release();
+  }
+}
+
+/** Listens to the cluster's heartbeats on a connection of its own (no KV, no lease) and returns what discoverPairs finds. */
+export async function discoverCluster(plan: Plan, connectTimeoutMs: number): Promise<Discovery> {
+  const nc = await connectNats(plan.natsServers, "hotpatch-controller dry-run", connectTimeoutMs);
+  const view = ClusterView.watch(nc, plan.cluster);
+  try {
+    return await discoverPairs(view, plan);
+  } finally {
+    view.close();
+    await nc.close();
+  }
+}
+
+/** The stages of `plan` over the pairs discovered, or over the pairs the plan names when the cluster was not heard. */
+export function stagesOf(plan: Plan, found: Discovery | null): Stage[] {
+  return planStages(plan, found ? Object.keys(found.pairNodes).sort() : (plan.pairs as string[]));
+}
+
 async function drive(
   session: Session,
   loaded: LoadedRollout,
-  bundle: BundleArchive,
+  bundle: () => Promise<BundleArchive>,
   opts: RunOptions,
   lease: Lease,
   resumed: boolean,
@@ -172,10 +217,6 @@ async function drive(
   }
 }
 
-function takeLease(session: Session, rolloutId: string, ttlMs: number): Promise<Lease> {
-  return Lease.acquire(session.store.kv, { ttlMs, rolloutId, cluster: session.store.cluster });
-}
-
 /** Result of starting or resuming. */
 export interface RunResult {
   id: string;
@@ -188,19 +229,16 @@ export async function startRollout(
   opts: RunOptions & { id?: string; onCreated?: (id: string) => void },
 ): Promise<RunResult> {
   const bundle = await readBundleArchive(plan.bundle);
-  const session = await Session.open(plan.natsServers, plan.cluster);
-  try {
-    const id = opts.id ?? newRolloutId();
-    const lease = await takeLease(session, id, opts.leaseTtlMs ?? 15_000);
-    try {
+  const id = opts.id ?? newRolloutId();
+  return withSession(plan.natsServers, plan.cluster, (session) =>
+    withLease(session, id, opts, async (lease) => {
       const found = await discoverPairs(session.view, plan, opts.signal);
-      const stages: Stage[] = planStages(plan, Object.keys(found.pairNodes).sort());
       const record: RolloutRecord = {
         id,
         cluster: plan.cluster,
         plan,
         bundleId: bundle.id,
-        stages,
+        stages: stagesOf(plan, found),
         pairNodes: found.pairNodes,
         status: { kind: "running" },
         createdAtMs: Date.now(),
@@ -208,14 +246,10 @@ export async function startRollout(
       };
       await session.store.saveRecord(record);
       opts.onCreated?.(id);
-      const outcome = await drive(session, { record, pairs: new Map() }, bundle, opts, lease, false);
+      const outcome = await drive(session, { record, pairs: new Map() }, async () => bundle, opts, lease, false);
       return { id, outcome };
-    } finally {
-      await lease.release();
-    }
-  } finally {
-    await session.close();
-  }
+    }),
+  );
 }
 
 /** Continues a rollout after a crash or a pause. */
@@ -225,10 +259,8 @@ export async function resumeRollout(
   id: string,
   opts: RunOptions,
 ): Promise<RunResult> {
-  const session = await Session.open(servers, cluster);
-  try {
-    const lease = await takeLease(session, id, opts.leaseTtlMs ?? 15_000);
-    try {
+  return withSession(servers, cluster, (session) =>
+    withLease(session, id, opts, async (lease) => {
       const loaded = await session.store.load(id);
       const st = loaded.record.status.kind;
       if (st !== "running" && st !== "paused") {
@@ -248,14 +280,10 @@ export async function resumeRollout(
       }
       // Wait for one heartbeat round so gates see fresh data.
       await new Promise((r) => setTimeout(r, Math.min(loaded.record.plan.discoveryMs, 1000)));
-      const outcome = await drive(session, loaded, bundle, opts, lease, true);
+      const outcome = await drive(session, loaded, async () => bundle, opts, lease, true);
       return { id, outcome };
-    } finally {
-      await lease.release();
-    }
-  } finally {
-    await session.close();
-  }
+    }),
+  );
 }
 
 /**
@@ -270,8 +298,7 @@ export async function requestStop(
   what: "pause" | "abort",
   opts: RunOptions,
 ): Promise<{ handledBy: "running-controller" } | { handledBy: "this-command"; outcome: RolloutOutcome }> {
-  const session = await Session.open(servers, cluster);
-  try {
+  return withSession(servers, cluster, async (session) => {
     const loaded = await session.store.load(id);
     const st = loaded.record.status.kind;
     if (st === "done" || st === "aborted" || (st === "failed" && what === "pause")) {
@@ -285,40 +312,26 @@ export async function requestStop(
         by: actorName(),
         atMs: Date.now(),
       });
-      return { handledBy: "running-controller" };
+      return { handledBy: "running-controller" as const };
     }
-    const lease = await takeLease(session, id, opts.leaseTtlMs ?? 15_000);
-    try {
+    return withLease(session, id, opts, async (lease) => {
       const again = await session.store.load(id);
-      const bundle: BundleArchive = { id: again.record.bundleId, bytes: Buffer.alloc(0), sha256: "" };
+      // The engine stops before any step, so it never stages: the bundle is read only if one did.
+      const bundle = () => readBundleArchive(again.record.plan.bundle);
       const outcome = await drive(session, again, bundle, opts, lease, true, (engine) =>
         what === "abort" ? engine.abort("requested") : engine.pause(),
       );
-      return { handledBy: "this-command", outcome };
-    } finally {
-      await lease.release();
-    }
-  } finally {
-    await session.close();
-  }
+      return { handledBy: "this-command" as const, outcome };
+    });
+  });
 }
 
 /** Reads a rollout's state (no lease needed). */
 export async function readRollout(servers: string[], cluster: string, id: string): Promise<LoadedRollout> {
-  const session = await Session.open(servers, cluster);
-  try {
-    return await session.store.load(id);
-  } finally {
-    await session.close();
-  }
+  return withSession(servers, cluster, (session) => session.store.load(id));
 }
 
 /** Ids of the cluster's rollouts. */
 export async function listRollouts(servers: string[], cluster: string): Promise<string[]> {
-  const session = await Session.open(servers, cluster);
-  try {
-    return await session.store.list();
-  } finally {
-    await session.close();
-  }
+  return withSession(servers, cluster, (session) => session.store.list());
 }

@@ -53,7 +53,8 @@ async function check(ctx: StepContext): Promise<StepResult> {
 /** The bundle uploaded to both agents. */
 async function stage(ctx: StepContext): Promise<StepResult> {
   const { state, deps } = ctx;
-  const res = await Promise.all(state.nodes.map((n) => deps.agent(n).stage(deps.bundle, ctx.signal)));
+  const bundle = await deps.bundle();
+  const res = await Promise.all(state.nodes.map((n) => deps.agent(n).stage(bundle, ctx.signal)));
   return {
     kind: "ok",
     node: "",

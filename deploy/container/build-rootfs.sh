@@ -16,7 +16,7 @@ out="${1:?usage: build-rootfs.sh DIR}"
 say() { printf 'build-rootfs: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-[[ -f "$root/dist/controller/cli/main.js" ]] || die "the project is not built: run 'npm run build' in $root"
+[[ -f "$root/dist/cli/main.js" ]] || die "the project is not built: run 'npm run build' in $root"
 addons=()
 while IFS= read -r f; do addons+=("$f"); done < <(find "$root/native/build/Release" -maxdepth 1 -name '*.node' 2>/dev/null)
 ((${#addons[@]} > 0)) || die "the native addon is not built: run 'npm run build' in $root"

@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { DemoError } from "./errors.js";
+import { spawnNamespacedNode } from "./node_namespace.js";
 import { roleFileHook, writeRoleFile } from "./service.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -142,28 +143,11 @@ export async function startNode(o: DemoNodeOptions): Promise<DemoNode> {
       logLevel: "warn",
     }),
   );
-  // sh is the namespace's init; it starts the service, then the agent, and waits.
-  const child = spawn(
-    "unshare",
-    [
-      "--pid",
-      "--fork",
-      "--kill-child",
-      "--mount-proc",
-      "--",
-      "sh",
-      "-c",
-      `"$0" --port "$1" --role-file "$2" >>"$5" 2>&1 & "$3" "$4" agent --config "$6" >>"$5" 2>&1; wait`,
-      o.binary,
-      String(servicePort),
-      roleFile,
-      process.execPath,
-      hotpatchBin,
-      log,
-      config,
-    ],
-    { stdio: "ignore" },
-  );
+  const child = spawnNamespacedNode({
+    service: [o.binary, "--port", String(servicePort), "--role-file", roleFile],
+    agent: [process.execPath, hotpatchBin, "agent", "--config", config],
+    logFile: log,
+  });
   const exited = ended(child);
   await waitFor(`node ${o.node}`, 20_000, async () => {
     if (child.exitCode !== null) {

@@ -3,6 +3,7 @@ export { formatEndpoint, isLoopback, parseEndpoint } from "./endpoints.js";
 export { DemoError, type DemoErrorCode, type DemoErrorContext, DemoOptionError, DemoServiceError } from "./errors.js";
 export { sendLine } from "./line_client.js";
 export { formatSummary, judgeAnswer, planLoad, runLoadgen, startLoadgen } from "./loadgen.js";
+export { type NamespacedNode, spawnNamespacedNode } from "./node_namespace.js";
 export { correctPrice, MAX_QUANTITY, UNIT_CENTS, VAT_PERCENT } from "./price.js";
 export { DEMO_INTERRUPTED, runDemo } from "./run_demo.js";
 export {

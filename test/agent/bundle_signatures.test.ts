@@ -75,7 +75,11 @@ describe("bundle signatures", () => {
       undefined,
       trusted.privateKey,
     );
-    assert.deepEqual(await stage(client, "fix-signed", archive), { bundleId: "fix-signed", alreadyStaged: false });
+    assert.deepEqual(await stage(client, "fix-signed", archive), {
+      bundleId: "fix-signed",
+      alreadyStaged: false,
+      auditError: "",
+    });
     assert.deepEqual(await readdir(path.join(tmp.dir, "node-a-bundles")), ["fix-signed"]);
   });
 });

@@ -160,6 +160,12 @@ describe("agent configuration", () => {
     });
   });
 
+  it("uploads and the audit log get their limits and fsync policy by default", () => {
+    const c = parseConfig(good(), "t", "/");
+    assert.deepEqual(c.uploads, { quotaBytes: 2 ** 30, maxConcurrent: 2 });
+    assert.deepEqual(c.audit, { fsync: "always", fsyncIntervalMs: 1000 });
+  });
+
   it("managed roles get a demote deadline below the lease ttl by default", () => {
     const c = parseConfig(
       mutate((d) => (d.role = { source: "managed", leaseTtlMs: 2000 } as never)),
@@ -237,6 +243,24 @@ describe("agent configuration", () => {
     ["a relative allow-list path", (d) => (d.allow = ["bin/app"]), "allow[0]", /absolute path/],
     ["no bundle dir", (d) => delete (d as Record<string, unknown>).bundleDir, "bundleDir", /non-empty string/],
     ["a misspelt key", (d) => ((d as Record<string, unknown>).auditlog = "x"), "auditlog", /unknown field/],
+    [
+      "an upload quota below the largest bundle",
+      (d) => ((d as Record<string, unknown>).uploads = { quotaBytes: 4096 }),
+      "uploads.quotaBytes",
+      /at least grpc.maxBundleBytes/,
+    ],
+    [
+      "no uploads at once",
+      (d) => ((d as Record<string, unknown>).uploads = { maxConcurrent: 0 }),
+      "uploads.maxConcurrent",
+      /integer from 1 to 64/,
+    ],
+    [
+      "an unknown audit fsync policy",
+      (d) => ((d as Record<string, unknown>).audit = { fsync: "sometimes" }),
+      "audit.fsync",
+      /one of always, interval, never/,
+    ],
     ["a bad log level", (d) => ((d as Record<string, unknown>).logLevel = "loud"), "logLevel", /one of fatal/],
     [
       "duplicate service names",

@@ -266,8 +266,8 @@ describe("agent gRPC service (mTLS)", () => {
     });
 
     it("stages a good bundle once; the same upload again is reported as already staged", async () => {
-      assert.deepEqual(await stage(client, "fix-1", good), { bundleId: "fix-1", alreadyStaged: false });
-      assert.deepEqual(await stage(client, "fix-1", good), { bundleId: "fix-1", alreadyStaged: true });
+      assert.deepEqual(await stage(client, "fix-1", good), { bundleId: "fix-1", alreadyStaged: false, auditError: "" });
+      assert.deepEqual(await stage(client, "fix-1", good), { bundleId: "fix-1", alreadyStaged: true, auditError: "" });
       assert.deepEqual((await call(client, client.status, {})).stagedBundles, ["fix-1"]);
     });
 
@@ -354,7 +354,7 @@ describe("agent gRPC service (mTLS)", () => {
       stream.on("error", () => undefined);
       await subscribed(stream);
       const r = await call(client, client.switchover, { targetRole: Role.ROLE_ACTIVE, requestedBy: "drill" });
-      assert.deepEqual(r, { previousRole: Role.ROLE_STANDBY, role: Role.ROLE_ACTIVE });
+      assert.deepEqual(r, { previousRole: Role.ROLE_STANDBY, role: Role.ROLE_ACTIVE, auditError: "" });
       const ev = await waitFor("role.changed event", () => seen.find((s) => s.event?.kind === "role.changed")?.event);
       assert.equal(ev.role, Role.ROLE_ACTIVE);
       assert.equal(ev.node, "node-a");

@@ -129,7 +129,7 @@ describe("a graceful handover between managed agents", () => {
   it("a switchover to standby returns after the demote hook ended and the lease is released; the peer takes it with no call, and reports active only after its promote hook", async () => {
     const asked = nowNs();
     const r = await switchover("a", Role.ROLE_STANDBY);
-    assert.deepEqual(r, { previousRole: Role.ROLE_ACTIVE, role: Role.ROLE_STANDBY });
+    assert.deepEqual(r, { previousRole: Role.ROLE_ACTIVE, role: Role.ROLE_STANDBY, auditError: "" });
     const aDown = find(await hookLines(), "a", "demote", "end", asked);
     assert.ok(aDown, "the demote hook had finished when the call returned");
     await waitFor("b to take the released lease", async () =>

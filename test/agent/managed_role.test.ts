@@ -149,7 +149,7 @@ describe("managed roles through a KV lease", () => {
     const b = clients.b;
     assert.ok(b);
     const r = await call(b, b.switchover, { targetRole: Role.ROLE_STANDBY, requestedBy: "drill" });
-    assert.deepEqual(r, { previousRole: Role.ROLE_ACTIVE, role: Role.ROLE_STANDBY });
+    assert.deepEqual(r, { previousRole: Role.ROLE_ACTIVE, role: Role.ROLE_STANDBY, auditError: "" });
     await waitFor(
       "a to take the released lease",
       async () => ((await roleOf("a")) === Role.ROLE_ACTIVE ? true : undefined),

@@ -17,6 +17,8 @@ namespace {
 
 constexpr auto kStopTimeout = std::chrono::seconds(2);
 constexpr auto kCancelCheckEvery = std::chrono::milliseconds(50);
+// How long the threads out of the way are held while the busy ones run to their landings.
+constexpr auto kPark = std::chrono::microseconds(1000);
 constexpr size_t kPadSize = 64;
 constexpr size_t kSavedReturnAt = 48;  // offset in a pad of the original return address
 // Signals whose default action is to ignore them, in order of preference.
@@ -166,7 +168,7 @@ class LandingPads {
     std::memcpy(code.data() + kSavedReturnAt, &b.return_to, 8);
     stopped_.memory().Write(pad, code);
     stopped_.memory().Write(b.ra_slot, &pad, 8);
-    live_.push_back({b.tid, b.ra_slot, b.return_to, pad, signo});
+    live_.push_back({b.tid, b.ra_slot, b.return_to, pad, signo, false});
     overlay_[b.ra_slot] = b.return_to;
     return true;
   }
@@ -185,16 +187,17 @@ class LandingPads {
     for (const ThreadState& t : stopped_.threads()) {
       if (t.regs.rip < base_ || t.regs.rip >= base_ + used_ * kPadSize) continue;
       const uint64_t pad = t.regs.rip - (t.regs.rip - base_) % kPadSize;
-      for (const Hijack& h : live_) {
+      for (Hijack& h : live_) {
         if (h.pad != pad) continue;
         if (t.regs.rip == pad + landing_ && t.pending_signal == h.signo) stopped_.DropPendingSignal(t.tid);
         stopped_.SetRegisters(t.tid, FinishPad(t.regs, h));
+        h.returned = true;
       }
     }
     for (auto it = live_.begin(); it != live_.end();) {
       uint64_t now = 0;
       stopped_.memory().ReadSome(it->slot, reinterpret_cast<uint8_t*>(&now), 8);
-      if (now == it->pad) {
+      if (now == it->pad && !it->returned) {
         ++it;
         continue;
       }
@@ -221,6 +224,7 @@ class LandingPads {
     uint64_t orig;
     uint64_t pad;
     int signo;
+    bool returned = false;  // its thread came through the pad: the slot is dead stack now
   };
 
   // The registers after the pad's last instruction, from a thread stopped anywhere in it.
@@ -284,6 +288,31 @@ std::optional<std::map<pid_t, int>> LandingSignals(pid_t pid, ExactCheck& check,
 
 const std::map<uint64_t, uint64_t> kNoOverlay;
 
+// Lets only the `busy` threads run, each until it lands, for at most `limit`: when every one
+// lands, every thread is outside the function at once (the others have not moved). Returns the
+// threads that must be judged again (landed ones and new ones), or nullopt when some did not land
+// in time (then every thread is stopped again).
+std::optional<std::vector<pid_t>> Park(StoppedProcess& stopped, const LandingPads& pads,
+                                       const std::vector<BusyThread>& busy, Clock::time_point limit) {
+  std::vector<pid_t> running, before;
+  for (const BusyThread& b : busy) running.push_back(b.tid);
+  for (const ThreadState& t : stopped.threads()) before.push_back(t.tid);
+  std::vector<pid_t> judge = running;
+  stopped.ContinueSome(running);
+  const auto landed = [&pads](pid_t tid, const user_regs_struct& regs) { return pads.IsLanding(tid, regs); };
+  while (!running.empty()) {
+    const auto tid = stopped.WaitForSignalStop(landed, limit);
+    if (!tid) break;
+    running.erase(std::remove(running.begin(), running.end(), *tid), running.end());
+  }
+  stopped.StopAll(Clock::now() + kStopTimeout);  // the stop goes on; registers read afresh
+  if (!running.empty()) return std::nullopt;
+  for (const ThreadState& t : stopped.threads()) {
+    if (std::find(before.begin(), before.end(), t.tid) == before.end()) judge.push_back(t.tid);
+  }
+  return judge;
+}
+
 }  // namespace
 
 std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapping>& maps, ExactCheck& check,
@@ -291,8 +320,10 @@ std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapp
                                        const std::atomic<int32_t>* cancelled, const std::function<void()>& do_switch) {
   const auto is_cancelled = [cancelled] { return cancelled != nullptr && cancelled->load(std::memory_order_relaxed) != 0; };
   std::optional<LandingPads> pads;
+  std::optional<std::vector<pid_t>> only;  // after a whole park: the threads that moved
   for (;;) {
-    const std::vector<BusyThread> busy = check.Busy(stopped, maps, pads ? pads->overlay() : kNoOverlay);
+    const std::vector<BusyThread> busy =
+        check.Busy(stopped, maps, pads ? pads->overlay() : kNoOverlay, only ? &*only : nullptr);
     if (busy.empty()) {
       if (pads) pads->Disarm();
       do_switch();
@@ -312,10 +343,14 @@ std::optional<Conflict> SwitchWhenFree(StoppedProcess& stopped, std::vector<Mapp
         return ExactCheck::Combine(busy);
       }
     }
+    // A short function is left within microseconds: hold the others meanwhile.
+    only = Park(stopped, *pads, busy, std::min(deadline, Clock::now() + kPark));
+    pads->Settle();
+    if (only) continue;
+    // A long one: everyone runs until one lands (in slices, to notice a cancellation).
     stopped.ContinueAll();
     const LandingPads& p = *pads;
     const auto landed = [&p](pid_t tid, const user_regs_struct& regs) { return p.IsLanding(tid, regs); };
-    // In slices, to notice a cancellation while the target runs.
     while (Clock::now() < deadline && !is_cancelled() &&
            !stopped.WaitForSignalStop(landed, std::min(deadline, Clock::now() + kCancelCheckEvery))) {
     }

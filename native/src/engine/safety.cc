@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "../engine_error.h"
-
 namespace hotpatch {
 namespace {
 
@@ -85,12 +83,8 @@ std::optional<Conflict> FindConflict(const StoppedProcess& stopped, std::vector<
 ExactCheck::ExactCheck(pid_t pid, std::vector<GuardedRange> ranges,
                        const std::vector<std::pair<uint64_t, std::string>>& owners)
     : ranges_(std::move(ranges)) {
-  try {
-    unwinder_ = std::make_shared<StackUnwinder>(pid);
-  } catch (const EngineError& e) {
-    if (e.code() != "EUNWIND") throw;
-    return;  // every stack gets the conservative scan
-  }
+  unwinder_ = StackUnwinder::Open(pid);
+  if (!unwinder_) return;  // every stack gets the conservative scan
   for (const auto& [addr, name] : owners) {
     for (const SplitPart& p : unwinder_->SplitPartsOf(addr, name)) {
       ranges_.push_back({p.lo, p.hi, name + " (its split-off part " + p.name + ")"});
@@ -100,11 +94,12 @@ ExactCheck::ExactCheck(pid_t pid, std::vector<GuardedRange> ranges,
 }
 
 std::vector<BusyThread> ExactCheck::Busy(const StoppedProcess& stopped, std::vector<Mapping>& maps,
-                                         const std::map<uint64_t, uint64_t>& overlay) {
+                                         const std::map<uint64_t, uint64_t>& overlay, const std::vector<pid_t>* only) {
   std::vector<BusyThread> busy;
   if (ranges_.empty()) return busy;
   if (unwinder_) unwinder_->NewStop();
   for (const ThreadState& t : stopped.threads()) {
+    if (only != nullptr && std::find(only->begin(), only->end(), t.tid) == only->end()) continue;
     UnwoundStack stack;
     if (unwinder_) stack = unwinder_->Unwind(stopped, t, overlay);
     if (stack.frames.empty()) stack = {{{t.regs.rip, true, 0}}, false, t.regs.rsp};

@@ -59,9 +59,10 @@ class ExactCheck {
   // stack is scanned conservatively.
   ExactCheck(pid_t pid, std::vector<GuardedRange> ranges, const std::vector<std::pair<uint64_t, std::string>>& owners);
 
-  // Inside a stop. `overlay` holds the original words of return-address slots we hijacked.
+  // Inside a stop. `overlay` holds the original words of return-address slots we hijacked. With
+  // `only`, just those threads are judged (the others have not moved since they were).
   std::vector<BusyThread> Busy(const StoppedProcess& stopped, std::vector<Mapping>& maps,
-                               const std::map<uint64_t, uint64_t>& overlay);
+                               const std::map<uint64_t, uint64_t>& overlay, const std::vector<pid_t>* only = nullptr);
   // StackUnwinder may be null (libdwfl could not read the target).
   StackUnwinder* unwinder() { return unwinder_.get(); }
 

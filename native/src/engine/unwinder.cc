@@ -12,7 +12,6 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "../engine_error.h"
 
 namespace hotpatch {
 namespace {
@@ -212,18 +211,22 @@ int OnFrame(Dwfl_Frame* frame, void* arg) {
 
 }  // namespace
 
+std::shared_ptr<StackUnwinder> StackUnwinder::Open(pid_t pid) {
+  std::shared_ptr<StackUnwinder> u(new StackUnwinder(pid));
+  return u->s_->dwfl != nullptr ? u : nullptr;
+}
+
 StackUnwinder::StackUnwinder(pid_t pid) : s_(std::make_unique<Session>()) {
   s_->pid = pid;
   s_->dwfl = dwfl_begin(&kProcCallbacks);
-  if (s_->dwfl == nullptr) throw EngineError("EINTERNAL", std::string("dwfl_begin: ") + dwfl_errmsg(-1));
+  if (s_->dwfl == nullptr) return;
   dwfl_report_begin(s_->dwfl);
   const int r = dwfl_linux_proc_report(s_->dwfl, pid);
   dwfl_report_end(s_->dwfl, nullptr, nullptr);
   if (r != 0 || !dwfl_attach_state(s_->dwfl, nullptr, pid, &kThreadCallbacks, s_.get())) {
-    const std::string why = r > 0 ? std::strerror(r) : dwfl_errmsg(-1);
     dwfl_end(s_->dwfl);
     s_->dwfl = nullptr;
-    throw EngineError("EUNWIND", "cannot read the objects of process " + std::to_string(pid) + " to unwind it: " + why);
+    return;
   }
   // Load every module's .eh_frame now, so that no stop waits for files to be opened and parsed.
   dwfl_getmodules(

@@ -41,8 +41,9 @@ struct SplitPart {
 
 class StackUnwinder {
  public:
-  // Reports the modules of `pid` now (reads /proc/PID/maps and opens the objects).
-  explicit StackUnwinder(pid_t pid);
+  // Reports the modules of `pid` now (reads /proc/PID/maps and opens the objects); null when
+  // libdwfl cannot read them.
+  static std::shared_ptr<StackUnwinder> Open(pid_t pid);
   ~StackUnwinder();
   StackUnwinder(const StackUnwinder&) = delete;
   StackUnwinder& operator=(const StackUnwinder&) = delete;
@@ -65,6 +66,7 @@ class StackUnwinder {
   struct Session;  // libdwfl's state and callbacks (unwinder.cc)
 
  private:
+  explicit StackUnwinder(pid_t pid);
   std::unique_ptr<Session> s_;
 };
 

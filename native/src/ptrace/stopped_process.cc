@@ -101,8 +101,15 @@ void StoppedProcess::ReadRegisters() {
 void StoppedProcess::ContinueAll() {
   longest_stop_ = std::max(longest_stop_, Clock::now() - stop_start_);
   held_ = false;
+  ContinueThreads(nullptr);
+}
+
+void StoppedProcess::ContinueSome(const std::vector<pid_t>& tids) { ContinueThreads(&tids); }
+
+void StoppedProcess::ContinueThreads(const std::vector<pid_t>* only) {
   for (Seized& s : seized_) {
     if (s.tid < 0 || !s.stopped) continue;
+    if (only != nullptr && std::find(only->begin(), only->end(), s.tid) == only->end()) continue;
     if (ptrace(PTRACE_CONT, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal))) != 0) {
       continue;  // died while held: the wait notices it
     }
@@ -186,7 +193,7 @@ std::optional<pid_t> StoppedProcess::WaitForSignalStop(const std::function<bool(
 }
 
 void StoppedProcess::StopAll(Clock::time_point deadline) {
-  stop_start_ = Clock::now();
+  if (!held_) stop_start_ = Clock::now();
   for (Seized& s : seized_) {
     if (!s.running) continue;
     s.running = false;

@@ -70,11 +70,14 @@ class StoppedProcess {
   // Waiting inside one transaction (the threads stay ours while they run):
   // lets every held thread run on, delivering the signals that arrived while it was stopped;
   void ContinueAll();
+  // or lets just `tids` run on, the others staying stopped (the stop goes on);
+  void ContinueSome(const std::vector<pid_t>& tids);
   // waits until a running thread stops on a signal for which `ours(tid, regs)` holds; it stays
   // stopped with that signal suppressed, every other signal is delivered. nullopt at `deadline`;
   std::optional<pid_t> WaitForSignalStop(const std::function<bool(pid_t, const user_regs_struct&)>& ours,
                                          Clock::time_point deadline);
-  // stops every thread again (seizing any new one) and re-reads their registers.
+  // stops every thread again (seizing any new one) and re-reads their registers; a new stop
+  // begins unless some threads stayed stopped.
   void StopAll(Clock::time_point deadline);
   // Whether every thread is in a stop (false between ContinueAll and StopAll).
   bool Held() const { return held_; }
@@ -89,6 +92,7 @@ class StoppedProcess {
   void ReleaseAll() noexcept;
   void ReapDead(std::vector<pid_t> tids) noexcept;
   void ReadRegisters();
+  void ContinueThreads(const std::vector<pid_t>* only);  // all when null
   void HandleRunningStop(pid_t tid, int status);
   uint64_t RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience);
 

@@ -4,11 +4,12 @@
  * PID namespace (`unshare --pid --mount-proc`), so each agent sees only its own "host's" processes
  * even though all nodes share one machine.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
+import { spawnNamespacedNode } from "../../../deploy/demo/index.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bin/hotpatch.js");
 
@@ -57,24 +58,10 @@ export async function startRealNode(o: {
       logLevel: "warn",
     }),
   );
-  const child = spawn(
-    "unshare",
-    [
-      "--pid",
-      "--fork",
-      "--kill-child",
-      "--mount-proc",
-      "--",
-      "sh",
-      "-c",
-      `"$0" 2 & "$1" "$2" agent --config "$3" --json; wait`,
-      o.target,
-      process.execPath,
-      bin,
-      config,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const child = spawnNamespacedNode({
+    service: [o.target, "2"],
+    agent: [process.execPath, bin, "agent", "--config", config, "--json"],
+  });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => {
     out = (out + d.toString()).slice(-200_000);
@@ -97,10 +84,12 @@ export async function startRealNode(o: {
       reject(new Error(`agent ${o.node} exited with ${c}: ${out.slice(-2000)}`));
     });
   });
-  // The agent is the namespace's pid 2 child of `unshare`; find it to freeze only the agent.
+  // The agent is a child of the namespace's sh; find it to freeze only the agent (unshare and sh
+  // carry the same words as arguments, so the match is anchored at the agent's own program).
   const agentPid = async () => {
     const { execFileSync } = await import("node:child_process");
-    const list = execFileSync("pgrep", ["-f", `agent --config ${config}`])
+    const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const list = execFileSync("pgrep", ["-f", `^${literal(`${process.execPath} ${bin} agent --config ${config}`)}`])
       .toString()
       .trim()
       .split("\n");

@@ -5,18 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { AgentApi } from "../../../controller/agents/index.js";
 import { applyHeartbeat, type NodeView, nodeHealth } from "../../../controller/cluster/index.js";
-import type { AgentApi } from "../../../controller/rollout/agents.js";
 import {
   type EngineDeps,
   type PairState,
+  pairSteps,
   parsePlan,
   planStages,
   RolloutEngine,
   type RolloutEventBody,
   type RolloutRecord,
 } from "../../../controller/rollout/index.js";
-import { pairSteps } from "../../../controller/rollout/steps.js";
 import { Heartbeat, Outcome, Role } from "../../../proto/index.js";
 
 const NODES: Record<string, [string, string]> = { p1: ["p1-a", "p1-b"], p2: ["p2-a", "p2-b"] };
@@ -128,7 +128,7 @@ function engineOn(cluster: FakeCluster, rec: RolloutRecord) {
       },
     },
     agent: (n) => cluster.agent(n),
-    bundle: { id: "fix-1", bytes: Buffer.alloc(0), sha256: "" },
+    bundle: async () => ({ id: "fix-1", bytes: Buffer.alloc(0), sha256: "" }),
     emit: (e) => events.push(e),
     actor: "test",
     pollMs: 5,

@@ -197,6 +197,24 @@ export interface StageBundleResponse {
   bundleId: string;
   /** True when the same bundle was already staged (nothing was written). */
   alreadyStaged: boolean;
+  /** Set when the bundle was staged but its audit record could not be written yet ("[CODE] message"). */
+  auditError: string;
+}
+
+export interface DeleteBundleRequest {
+  /** Staged bundle to remove. */
+  bundleId: string;
+  /** Who asks (recorded in the audit log). */
+  requestedBy: string;
+}
+
+export interface DeleteBundleResponse {
+  /** Id of the removed bundle. */
+  bundleId: string;
+  /** Bytes the bundle's folder held. */
+  freedBytes: number;
+  /** Set when the bundle was removed but its audit record could not be written yet ("[CODE] message"). */
+  auditError: string;
 }
 
 export interface ApplyRequest {
@@ -233,6 +251,11 @@ export interface ProcessResult {
 export interface ApplyResponse {
   /** One result per matched process. */
   results: ProcessResult[];
+  /**
+   * Set when the work was done but its audit record could not be written yet ("[CODE] message");
+   * the results are still what happened.
+   */
+  auditError: string;
 }
 
 export interface RevertRequest {
@@ -251,6 +274,11 @@ export interface RevertRequest {
 export interface RevertResponse {
   /** One result per matched process. */
   results: ProcessResult[];
+  /**
+   * Set when the work was done but its audit record could not be written yet ("[CODE] message");
+   * the results are still what happened.
+   */
+  auditError: string;
 }
 
 export interface StatusRequest {
@@ -263,6 +291,18 @@ export interface StatusResponse {
   patches: ProcessPatch[];
   /** Current role. */
   role: Role;
+  /** Health of the audit log. */
+  audit: AuditStatus | undefined;
+}
+
+/** Whether the audit log is taking records. */
+export interface AuditStatus {
+  /** Failure of the last write ("[CODE] message"), empty when the last record was written. */
+  error: string;
+  /** Records the disk refused, kept in memory in order and written as soon as it takes them. */
+  pending: number;
+  /** Records dropped since the agent started because too many were waiting (each is in the agent's log). */
+  dropped: number;
 }
 
 export interface SwitchoverRequest {
@@ -277,6 +317,8 @@ export interface SwitchoverResponse {
   previousRole: Role;
   /** Role after the switchover. */
   role: Role;
+  /** Set when the switchover was done but its audit record could not be written yet ("[CODE] message"). */
+  auditError: string;
 }
 
 export interface WatchEventsRequest {
@@ -998,7 +1040,7 @@ export const BundleHeader: MessageFns<BundleHeader> = {
 };
 
 function createBaseStageBundleResponse(): StageBundleResponse {
-  return { bundleId: "", alreadyStaged: false };
+  return { bundleId: "", alreadyStaged: false, auditError: "" };
 }
 
 export const StageBundleResponse: MessageFns<StageBundleResponse> = {
@@ -1008,6 +1050,9 @@ export const StageBundleResponse: MessageFns<StageBundleResponse> = {
     }
     if (message.alreadyStaged !== false) {
       writer.uint32(16).bool(message.alreadyStaged);
+    }
+    if (message.auditError !== "") {
+      writer.uint32(26).string(message.auditError);
     }
     return writer;
   },
@@ -1041,6 +1086,14 @@ export const StageBundleResponse: MessageFns<StageBundleResponse> = {
             message.alreadyStaged = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.auditError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1065,6 +1118,11 @@ export const StageBundleResponse: MessageFns<StageBundleResponse> = {
         : isSet(object.already_staged)
         ? globalThis.Boolean(object.already_staged)
         : false,
+      auditError: isSet(object.auditError)
+        ? globalThis.String(object.auditError)
+        : isSet(object.audit_error)
+        ? globalThis.String(object.audit_error)
+        : "",
     };
   },
 
@@ -1076,6 +1134,9 @@ export const StageBundleResponse: MessageFns<StageBundleResponse> = {
     if (message.alreadyStaged !== false) {
       obj.alreadyStaged = message.alreadyStaged;
     }
+    if (message.auditError !== "") {
+      obj.auditError = message.auditError;
+    }
     return obj;
   },
 
@@ -1086,6 +1147,213 @@ export const StageBundleResponse: MessageFns<StageBundleResponse> = {
     const message = createBaseStageBundleResponse();
     message.bundleId = object.bundleId ?? "";
     message.alreadyStaged = object.alreadyStaged ?? false;
+    message.auditError = object.auditError ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteBundleRequest(): DeleteBundleRequest {
+  return { bundleId: "", requestedBy: "" };
+}
+
+export const DeleteBundleRequest: MessageFns<DeleteBundleRequest> = {
+  encode(message: DeleteBundleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bundleId !== "") {
+      writer.uint32(10).string(message.bundleId);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(18).string(message.requestedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteBundleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteBundleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bundleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteBundleRequest {
+    return {
+      bundleId: isSet(object.bundleId)
+        ? globalThis.String(object.bundleId)
+        : isSet(object.bundle_id)
+        ? globalThis.String(object.bundle_id)
+        : "",
+      requestedBy: isSet(object.requestedBy)
+        ? globalThis.String(object.requestedBy)
+        : isSet(object.requested_by)
+        ? globalThis.String(object.requested_by)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteBundleRequest): unknown {
+    const obj: any = {};
+    if (message.bundleId !== "") {
+      obj.bundleId = message.bundleId;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteBundleRequest>, I>>(base?: I): DeleteBundleRequest {
+    return DeleteBundleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteBundleRequest>, I>>(object: I): DeleteBundleRequest {
+    const message = createBaseDeleteBundleRequest();
+    message.bundleId = object.bundleId ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteBundleResponse(): DeleteBundleResponse {
+  return { bundleId: "", freedBytes: 0, auditError: "" };
+}
+
+export const DeleteBundleResponse: MessageFns<DeleteBundleResponse> = {
+  encode(message: DeleteBundleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bundleId !== "") {
+      writer.uint32(10).string(message.bundleId);
+    }
+    if (message.freedBytes !== 0) {
+      writer.uint32(16).uint64(message.freedBytes);
+    }
+    if (message.auditError !== "") {
+      writer.uint32(26).string(message.auditError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteBundleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteBundleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bundleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.freedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.auditError = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteBundleResponse {
+    return {
+      bundleId: isSet(object.bundleId)
+        ? globalThis.String(object.bundleId)
+        : isSet(object.bundle_id)
+        ? globalThis.String(object.bundle_id)
+        : "",
+      freedBytes: isSet(object.freedBytes)
+        ? globalThis.Number(object.freedBytes)
+        : isSet(object.freed_bytes)
+        ? globalThis.Number(object.freed_bytes)
+        : 0,
+      auditError: isSet(object.auditError)
+        ? globalThis.String(object.auditError)
+        : isSet(object.audit_error)
+        ? globalThis.String(object.audit_error)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteBundleResponse): unknown {
+    const obj: any = {};
+    if (message.bundleId !== "") {
+      obj.bundleId = message.bundleId;
+    }
+    if (message.freedBytes !== 0) {
+      obj.freedBytes = Math.round(message.freedBytes);
+    }
+    if (message.auditError !== "") {
+      obj.auditError = message.auditError;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteBundleResponse>, I>>(base?: I): DeleteBundleResponse {
+    return DeleteBundleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteBundleResponse>, I>>(object: I): DeleteBundleResponse {
+    const message = createBaseDeleteBundleResponse();
+    message.bundleId = object.bundleId ?? "";
+    message.freedBytes = object.freedBytes ?? 0;
+    message.auditError = object.auditError ?? "";
     return message;
   },
 };
@@ -1406,13 +1674,16 @@ export const ProcessResult: MessageFns<ProcessResult> = {
 };
 
 function createBaseApplyResponse(): ApplyResponse {
-  return { results: [] };
+  return { results: [], auditError: "" };
 }
 
 export const ApplyResponse: MessageFns<ApplyResponse> = {
   encode(message: ApplyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       ProcessResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.auditError !== "") {
+      writer.uint32(18).string(message.auditError);
     }
     return writer;
   },
@@ -1438,6 +1709,14 @@ export const ApplyResponse: MessageFns<ApplyResponse> = {
             message.results.push(ProcessResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.auditError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1455,6 +1734,11 @@ export const ApplyResponse: MessageFns<ApplyResponse> = {
       results: globalThis.Array.isArray(object?.results)
         ? object.results.map((e: any) => ProcessResult.fromJSON(e))
         : [],
+      auditError: isSet(object.auditError)
+        ? globalThis.String(object.auditError)
+        : isSet(object.audit_error)
+        ? globalThis.String(object.audit_error)
+        : "",
     };
   },
 
@@ -1462,6 +1746,9 @@ export const ApplyResponse: MessageFns<ApplyResponse> = {
     const obj: any = {};
     if (message.results?.length) {
       obj.results = message.results.map((e) => ProcessResult.toJSON(e));
+    }
+    if (message.auditError !== "") {
+      obj.auditError = message.auditError;
     }
     return obj;
   },
@@ -1472,6 +1759,7 @@ export const ApplyResponse: MessageFns<ApplyResponse> = {
   fromPartial<I extends Exact<DeepPartial<ApplyResponse>, I>>(object: I): ApplyResponse {
     const message = createBaseApplyResponse();
     message.results = object.results?.map((e) => ProcessResult.fromPartial(e)) || [];
+    message.auditError = object.auditError ?? "";
     return message;
   },
 };
@@ -1604,13 +1892,16 @@ export const RevertRequest: MessageFns<RevertRequest> = {
 };
 
 function createBaseRevertResponse(): RevertResponse {
-  return { results: [] };
+  return { results: [], auditError: "" };
 }
 
 export const RevertResponse: MessageFns<RevertResponse> = {
   encode(message: RevertResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       ProcessResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.auditError !== "") {
+      writer.uint32(18).string(message.auditError);
     }
     return writer;
   },
@@ -1636,6 +1927,14 @@ export const RevertResponse: MessageFns<RevertResponse> = {
             message.results.push(ProcessResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.auditError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1653,6 +1952,11 @@ export const RevertResponse: MessageFns<RevertResponse> = {
       results: globalThis.Array.isArray(object?.results)
         ? object.results.map((e: any) => ProcessResult.fromJSON(e))
         : [],
+      auditError: isSet(object.auditError)
+        ? globalThis.String(object.auditError)
+        : isSet(object.audit_error)
+        ? globalThis.String(object.audit_error)
+        : "",
     };
   },
 
@@ -1660,6 +1964,9 @@ export const RevertResponse: MessageFns<RevertResponse> = {
     const obj: any = {};
     if (message.results?.length) {
       obj.results = message.results.map((e) => ProcessResult.toJSON(e));
+    }
+    if (message.auditError !== "") {
+      obj.auditError = message.auditError;
     }
     return obj;
   },
@@ -1670,6 +1977,7 @@ export const RevertResponse: MessageFns<RevertResponse> = {
   fromPartial<I extends Exact<DeepPartial<RevertResponse>, I>>(object: I): RevertResponse {
     const message = createBaseRevertResponse();
     message.results = object.results?.map((e) => ProcessResult.fromPartial(e)) || [];
+    message.auditError = object.auditError ?? "";
     return message;
   },
 };
@@ -1727,7 +2035,7 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { stagedBundles: [], patches: [], role: 0 };
+  return { stagedBundles: [], patches: [], role: 0, audit: undefined };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -1740,6 +2048,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.role !== 0) {
       writer.uint32(24).int32(message.role);
+    }
+    if (message.audit !== undefined) {
+      AuditStatus.encode(message.audit, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1781,6 +2092,14 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.role = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.audit = AuditStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1804,6 +2123,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         ? object.patches.map((e: any) => ProcessPatch.fromJSON(e))
         : [],
       role: isSet(object.role) ? roleFromJSON(object.role) : 0,
+      audit: isSet(object.audit) ? AuditStatus.fromJSON(object.audit) : undefined,
     };
   },
 
@@ -1818,6 +2138,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.role !== 0) {
       obj.role = roleToJSON(message.role);
     }
+    if (message.audit !== undefined) {
+      obj.audit = AuditStatus.toJSON(message.audit);
+    }
     return obj;
   },
 
@@ -1829,6 +2152,110 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     message.stagedBundles = object.stagedBundles?.map((e) => e) || [];
     message.patches = object.patches?.map((e) => ProcessPatch.fromPartial(e)) || [];
     message.role = object.role ?? 0;
+    message.audit = (object.audit !== undefined && object.audit !== null)
+      ? AuditStatus.fromPartial(object.audit)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAuditStatus(): AuditStatus {
+  return { error: "", pending: 0, dropped: 0 };
+}
+
+export const AuditStatus: MessageFns<AuditStatus> = {
+  encode(message: AuditStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.error !== "") {
+      writer.uint32(10).string(message.error);
+    }
+    if (message.pending !== 0) {
+      writer.uint32(16).uint32(message.pending);
+    }
+    if (message.dropped !== 0) {
+      writer.uint32(24).uint64(message.dropped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pending = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dropped = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditStatus {
+    return {
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      dropped: isSet(object.dropped) ? globalThis.Number(object.dropped) : 0,
+    };
+  },
+
+  toJSON(message: AuditStatus): unknown {
+    const obj: any = {};
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.dropped !== 0) {
+      obj.dropped = Math.round(message.dropped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditStatus>, I>>(base?: I): AuditStatus {
+    return AuditStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditStatus>, I>>(object: I): AuditStatus {
+    const message = createBaseAuditStatus();
+    message.error = object.error ?? "";
+    message.pending = object.pending ?? 0;
+    message.dropped = object.dropped ?? 0;
     return message;
   },
 };
@@ -1927,7 +2354,7 @@ export const SwitchoverRequest: MessageFns<SwitchoverRequest> = {
 };
 
 function createBaseSwitchoverResponse(): SwitchoverResponse {
-  return { previousRole: 0, role: 0 };
+  return { previousRole: 0, role: 0, auditError: "" };
 }
 
 export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
@@ -1937,6 +2364,9 @@ export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
     }
     if (message.role !== 0) {
       writer.uint32(16).int32(message.role);
+    }
+    if (message.auditError !== "") {
+      writer.uint32(26).string(message.auditError);
     }
     return writer;
   },
@@ -1970,6 +2400,14 @@ export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
             message.role = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.auditError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1990,6 +2428,11 @@ export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
         ? roleFromJSON(object.previous_role)
         : 0,
       role: isSet(object.role) ? roleFromJSON(object.role) : 0,
+      auditError: isSet(object.auditError)
+        ? globalThis.String(object.auditError)
+        : isSet(object.audit_error)
+        ? globalThis.String(object.audit_error)
+        : "",
     };
   },
 
@@ -2001,6 +2444,9 @@ export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
     if (message.role !== 0) {
       obj.role = roleToJSON(message.role);
     }
+    if (message.auditError !== "") {
+      obj.auditError = message.auditError;
+    }
     return obj;
   },
 
@@ -2011,6 +2457,7 @@ export const SwitchoverResponse: MessageFns<SwitchoverResponse> = {
     const message = createBaseSwitchoverResponse();
     message.previousRole = object.previousRole ?? 0;
     message.role = object.role ?? 0;
+    message.auditError = object.auditError ?? "";
     return message;
   },
 };
@@ -2158,7 +2605,10 @@ export const AgentServiceService = {
       Buffer.from(ListProcessesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListProcessesResponse => ListProcessesResponse.decode(value),
   },
-  /** Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored. */
+  /**
+   * Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored.
+   * Uploads are limited in number at once and in total bytes stored (RESOURCE_EXHAUSTED).
+   */
   stageBundle: {
     path: "/hotpatch.v1.AgentService/StageBundle" as const,
     requestStream: true as const,
@@ -2167,6 +2617,20 @@ export const AgentServiceService = {
     requestDeserialize: (value: Buffer): StageBundleRequest => StageBundleRequest.decode(value),
     responseSerialize: (value: StageBundleResponse): Buffer => Buffer.from(StageBundleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StageBundleResponse => StageBundleResponse.decode(value),
+  },
+  /**
+   * Removes a staged bundle. Refused (FAILED_PRECONDITION, EBUNDLE_IN_USE) while the patch is
+   * present in a process, a follow rule names it, or an operation on it is running.
+   */
+  deleteBundle: {
+    path: "/hotpatch.v1.AgentService/DeleteBundle" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteBundleRequest): Buffer => Buffer.from(DeleteBundleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteBundleRequest => DeleteBundleRequest.decode(value),
+    responseSerialize: (value: DeleteBundleResponse): Buffer =>
+      Buffer.from(DeleteBundleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteBundleResponse => DeleteBundleResponse.decode(value),
   },
   /** Applies a staged bundle to every matching process. Idempotent. */
   apply: {
@@ -2228,8 +2692,16 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   info: handleUnaryCall<InfoRequest, InfoResponse>;
   /** Processes matching a selector, with the patches each one carries. */
   listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
-  /** Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored. */
+  /**
+   * Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored.
+   * Uploads are limited in number at once and in total bytes stored (RESOURCE_EXHAUSTED).
+   */
   stageBundle: handleClientStreamingCall<StageBundleRequest, StageBundleResponse>;
+  /**
+   * Removes a staged bundle. Refused (FAILED_PRECONDITION, EBUNDLE_IN_USE) while the patch is
+   * present in a process, a follow rule names it, or an operation on it is running.
+   */
+  deleteBundle: handleUnaryCall<DeleteBundleRequest, DeleteBundleResponse>;
   /** Applies a staged bundle to every matching process. Idempotent. */
   apply: handleUnaryCall<ApplyRequest, ApplyResponse>;
   /** Reverts a patch in every matching process. */
@@ -2275,7 +2747,10 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListProcessesResponse) => void,
   ): ClientUnaryCall;
-  /** Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored. */
+  /**
+   * Uploads a bundle in chunks; it is verified (hash, signature, build-id) before it is stored.
+   * Uploads are limited in number at once and in total bytes stored (RESOURCE_EXHAUSTED).
+   */
   stageBundle(
     callback: (error: ServiceError | null, response: StageBundleResponse) => void,
   ): ClientWritableStream<StageBundleRequest>;
@@ -2292,6 +2767,25 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StageBundleResponse) => void,
   ): ClientWritableStream<StageBundleRequest>;
+  /**
+   * Removes a staged bundle. Refused (FAILED_PRECONDITION, EBUNDLE_IN_USE) while the patch is
+   * present in a process, a follow rule names it, or an operation on it is running.
+   */
+  deleteBundle(
+    request: DeleteBundleRequest,
+    callback: (error: ServiceError | null, response: DeleteBundleResponse) => void,
+  ): ClientUnaryCall;
+  deleteBundle(
+    request: DeleteBundleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteBundleResponse) => void,
+  ): ClientUnaryCall;
+  deleteBundle(
+    request: DeleteBundleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteBundleResponse) => void,
+  ): ClientUnaryCall;
   /** Applies a staged bundle to every matching process. Idempotent. */
   apply(
     request: ApplyRequest,
