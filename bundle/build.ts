@@ -18,7 +18,6 @@ import {
   checkNoStateCopy,
   checkReplacement,
   checkUndefinedSymbols,
-  FAR_JUMP_BYTES,
   findTargetFunction,
   readTarget,
   targetKind,
@@ -146,11 +145,6 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       const twin = addresses.get(sym.value);
       if (twin) throw args(`--function ${fn.symbol} and ${twin} name the same function`);
       addresses.set(sym.value, fn.symbol);
-      if (sym.size < BigInt(FAR_JUMP_BYTES)) {
-        warnings.push(
-          `${fn.symbol} is ${sym.size} bytes: only a 5-byte near jump fits, so patch.so must land within ±2 GiB of it (the 14-byte far jump does not fit)`,
-        );
-      }
       checkReplacement(patch, fn, opts.source);
     }
 

@@ -10,10 +10,11 @@ import { baseName, neededLibraries, readDynamicDeps } from "./libraries.js";
 import { QUALIFIED_SYMBOL } from "./manifest.js";
 import type { BundleFunction, LoaderKind, TargetKind } from "./types.js";
 
-/** Bytes of a rel32 `jmp` (E9 + 4). */
+/**
+ * Bytes of a rel32 `jmp` (E9 + 4): all a function needs, whichever loader places the patch (a
+ * replacement beyond ±2 GiB is reached through a near trampoline page the engine maps).
+ */
 export const NEAR_JUMP_BYTES = 5;
-/** Bytes of the absolute jump used when the replacement is beyond ±2 GiB. */
-export const FAR_JUMP_BYTES = 14;
 const X86_64 = 62;
 const PT_INTERP = 3;
 /** Symbols whose presence means C++ exceptions may unwind through the patch. */

@@ -1,5 +1,7 @@
 /** Runs one operation on many processes with bounded parallelism and collects per-process outcomes. */
 
+import type { PatchedFunction } from "../native/index.js";
+
 /** A function an apply redirected, as `--json` reports it. */
 export interface AppliedFunction {
   /** Old function, as named in the bundle. */
@@ -8,8 +10,8 @@ export interface AppliedFunction {
   address: bigint;
   /** Where it now jumps. */
   replacement: bigint;
-  /** The jump written: 5-byte rel32 or 14-byte absolute. */
-  jump: "rel32" | "abs64";
+  /** The jump written: 5-byte rel32, 5-byte rel32 through a near trampoline, or 14-byte absolute. */
+  jump: PatchedFunction["jump"];
 }
 
 /** What happened in one process. */

@@ -45,8 +45,8 @@ export interface OpOptions {
   debugDirs?: string[];
   /**
    * Where a load places the patch: `near` (default) within ±2 GiB of the first old function, so
-   * that 5-byte jumps reach it (falling back to anywhere when there is no room); `far` anywhere,
-   * with 14-byte absolute jumps.
+   * that 5-byte jumps reach it (falling back to anywhere when there is no room); `far` anywhere.
+   * Either way a replacement beyond ±2 GiB is reached through a near trampoline page.
    */
   placement?: "near" | "far";
 }
@@ -63,8 +63,14 @@ export interface PatchedFunction {
   replacement: bigint;
   /** Where the jump is written (after an `endbr64`, if the function starts with one). */
   site: bigint;
-  /** `rel32`: 5-byte E9 jump; `abs64`: 14-byte absolute jump. */
-  jump: "rel32" | "abs64";
+  /**
+   * `rel32`: 5-byte E9 jump to the replacement; `trampoline`: 5-byte E9 jump to a slot of a page
+   * placed within ±2 GiB that jumps on (the replacement is farther); `abs64`: 14-byte absolute
+   * jump (no page could be placed near, and the function has room).
+   */
+  jump: "rel32" | "trampoline" | "abs64";
+  /** The trampoline slot the jump goes through, or null. */
+  trampoline: bigint | null;
   /** Consistency the function was loaded with. */
   consistency: Consistency;
   /** Bytes at `site` before activation, hex. */

@@ -1,8 +1,8 @@
 /** Binds the agent's Engine to the native engine exported by native/index.ts. */
-import { applyPatch, listPatches, revertPatch } from "../../native/index.js";
+import { applyPatch, applyPatchToMany, listPatches, revertPatch } from "../../native/index.js";
 import type { Engine } from "./types.js";
 
 /** The native engine (ptrace, in-process). */
 export function nativeEngine(): Engine {
-  return { applyPatch, revertPatch, listPatches };
+  return { applyPatch, applyPatchToMany, revertPatch, listPatches };
 }

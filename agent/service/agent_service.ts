@@ -43,7 +43,7 @@ import type { NodeRole, RoleController } from "../roles/types.js";
 import type { BundleStore } from "../store/bundle_store.js";
 import type { UploadHeader, VerifiedBundle } from "../store/types.js";
 import type { AllowList } from "./allow_list.js";
-import { KeyedLock, mapLimit } from "./keyed_lock.js";
+import { KeyedLock, mapLimit, runAll } from "./keyed_lock.js";
 import { toProcessPatches } from "./patch_states.js";
 
 /** Who asks and until when. */
@@ -380,56 +380,64 @@ export class AgentService {
     });
   }
 
-  /** Applies `bundle` to one process (serialised per process); never throws. */
-  private applyOne(
-    p: ProcessFacts,
+  /**
+   * Applies `bundle` to the processes in one native batch, holding each process's lock (so no other
+   * operation of this agent works on them meanwhile); never throws. A process the deadline reached
+   * before it was done is left as it was and reported skipped.
+   */
+  private applyMany(
+    procs: ProcessFacts[],
     bundle: VerifiedBundle,
     consistency: Consistency,
     safetyTimeoutMs: number,
     actor: string,
     signal?: AbortSignal,
-  ): Promise<ProcessResult> {
-    return this.locks.run(p.pid, async () => {
-      const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
-        this.d.metrics.patchOps.inc({ op: "apply", outcome: outcomeName(outcome) });
-        if (outcome === Outcome.OUTCOME_FAILED) this.d.metrics.failures.inc({ op: "apply", code: errorCode });
-        return { pid: p.pid, outcome, errorCode, message, pauseUs };
-      };
-      if (signal?.aborted) return result(Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED);
-      const present = await this.readPatches(p.pid);
-      if (present.some((r) => r.id === bundle.id && r.state === "active")) {
-        this.states.set(p.pid, toProcessPatches(p.pid, present));
-        return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
-      }
-      try {
-        const r = await this.d.engine.applyPatch(p.pid, patchSpecOf(bundle.manifest, bundle.soPath), {
-          consistency,
-          safetyTimeoutMs,
-          debugDirs: this.d.config.debugDirs,
-          ...(signal ? { signal } : {}),
-        });
-        this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
-        if (!r.changed) return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
-        this.d.metrics.pauseUs.observe({ op: "apply" }, r.pauseUs);
-        this.d.events.emit({
-          kind: "patch.applied",
-          patchId: bundle.id,
-          pid: p.pid,
-          state: PatchState.PATCH_STATE_ACTIVE,
-          actor,
-        });
-        return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
-      } catch (err) {
+  ): Promise<ProcessResult[]> {
+    const result = (pid: number, outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
+      this.d.metrics.patchOps.inc({ op: "apply", outcome: outcomeName(outcome) });
+      if (outcome === Outcome.OUTCOME_FAILED) this.d.metrics.failures.inc({ op: "apply", code: errorCode });
+      return { pid, outcome, errorCode, message, pauseUs };
+    };
+    const pids = procs.map((p) => p.pid);
+    if (signal?.aborted)
+      return Promise.resolve(pids.map((pid) => result(pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED)));
+    return runAll(this.locks, pids, async () => {
+      const outcomes = await this.d.engine.applyPatchToMany(pids, patchSpecOf(bundle.manifest, bundle.soPath), {
+        consistency,
+        safetyTimeoutMs,
+        debugDirs: this.d.config.debugDirs,
+        parallel: parallelism,
+        ...(signal ? { signal } : {}),
+      });
+      await mapLimit(pids, parallelism, async (pid) => {
+        this.states.set(pid, toProcessPatches(pid, await this.readPatches(pid)));
+      });
+      return outcomes.map((o) => {
+        if (o.outcome === "already")
+          return result(o.pid, Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${o.pid}`);
+        if (o.outcome === "done") {
+          this.d.metrics.pauseUs.observe({ op: "apply" }, o.pauseUs);
+          this.d.events.emit({
+            kind: "patch.applied",
+            patchId: bundle.id,
+            pid: o.pid,
+            state: PatchState.PATCH_STATE_ACTIVE,
+            actor,
+          });
+          return result(o.pid, Outcome.OUTCOME_DONE, "", "", o.pauseUs);
+        }
+        if (o.code === "ECANCELLED" && signal?.aborted)
+          return result(o.pid, Outcome.OUTCOME_SKIPPED, "EDEADLINE", `${NOT_REACHED}: ${o.message}`);
         this.d.events.emit({
           kind: "patch.failed",
           patchId: bundle.id,
-          pid: p.pid,
-          errorCode: codeOf(err),
-          message: (err as Error).message,
+          pid: o.pid,
+          errorCode: o.code,
+          message: o.message,
           actor,
         });
-        return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
-      }
+        return result(o.pid, Outcome.OUTCOME_FAILED, o.code, o.message);
+      });
     });
   }
 
@@ -456,9 +464,7 @@ export class AgentService {
         if (req.followNewProcesses) {
           await this.follow.set({ bundleId: bundle.id, selector: sel, consistency, safetyTimeoutMs, actor: ctx.actor });
         }
-        const done = await mapLimit(targets, parallelism, (p) =>
-          this.applyOne(p, bundle, consistency, safetyTimeoutMs, ctx.actor, ctx.signal),
-        );
+        const done = await this.applyMany(targets, bundle, consistency, safetyTimeoutMs, ctx.actor, ctx.signal);
         const results = [...done, ...skipped].sort((a, b) => a.pid - b.pid);
         if (ctx.signal.aborted)
           throw new PartialResults(
@@ -583,7 +589,9 @@ export class AgentService {
       else if (!(await this.d.allow.allowsIn(pid, target.file, target.id)))
         r = skippedResult(pid, "ENOT_ALLOWED", `${target.file} is not on the allow-list`);
       else {
-        r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
+        const [one] = await this.applyMany([p], bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
+        if (!one) continue;
+        r = one;
         if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
       }
       out.push(r);

@@ -14,6 +14,20 @@ export class KeyedLock<K> {
   }
 }
 
+/**
+ * Runs `task` holding the locks of every key, taken one by one in sorted order (so two callers with
+ * overlapping keys never wait on each other in a circle).
+ */
+export function runAll<K extends number | string, T>(
+  lock: KeyedLock<K>,
+  keys: K[],
+  task: () => Promise<T>,
+): Promise<T> {
+  const sorted = [...new Set(keys)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const hold = (i: number): Promise<T> => (i === sorted.length ? task() : lock.run(sorted[i] as K, () => hold(i + 1)));
+  return hold(0);
+}
+
 /** Maps `items` through `fn` with at most `limit` running at once, keeping order. */
 export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);

@@ -41,13 +41,14 @@ describe("bad inputs leave the target as it was and running", () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  async function expectRefused(code: string, soPath: string, fn: PatchFunctionSpec): Promise<void> {
+  async function expectRefused(code: string, soPath: string, fn: PatchFunctionSpec, message = /./): Promise<void> {
     const before = await readFile(`/proc/${target.pid}/maps`, "utf8");
     await assert.rejects(loadPatch(target.pid, { id: "bad", soPath, functions: [fn] }), (err: unknown) => {
       assert.ok(
         isCode(code)(err),
         `expected ${code}, got ${(err as { code?: string }).code}: ${(err as Error).message}`,
       );
+      assert.match((err as Error).message, message);
       return true;
     });
     assert.equal(await readFile(`/proc/${target.pid}/maps`, "utf8"), before, "memory map unchanged");
@@ -88,14 +89,24 @@ describe("bad inputs leave the target as it was and running", () => {
     await expectRefused("EBAD_ELF", arm, { symbol: b, replacement: "helper_v2" });
   });
 
-  it("a patch with thread-local storage → EUNSUPPORTED_PATCH", async () => {
+  it("a patch that defines thread-local storage of its own → EUNSUPPORTED_PATCH naming it", async () => {
     const tls = await compileFixture("c/bad_tls_patch.c", ["-O2", "-shared", "-fPIC"]);
-    await expectRefused("EUNSUPPORTED_PATCH", tls, { symbol: b, replacement: "helper_v2" });
+    await expectRefused(
+      "EUNSUPPORTED_PATCH",
+      tls,
+      { symbol: b, replacement: "helper_v2" },
+      /defines thread-local variables \(per_thread\).*cannot add thread-local storage/,
+    );
   });
 
-  it("a patch needing TLS relocations → EUNSUPPORTED_RELOC", async () => {
+  it("a patch using a thread-local variable the target does not have → ENOSYMBOL", async () => {
     const reloc = await compileFixture("c/bad_reloc_patch.c", ["-O2", "-shared", "-fPIC"]);
-    await expectRefused("EUNSUPPORTED_RELOC", reloc, { symbol: b, replacement: "helper_v2" });
+    await expectRefused(
+      "ENOSYMBOL",
+      reloc,
+      { symbol: b, replacement: "helper_v2" },
+      /thread-local variable 'request_id'/,
+    );
   });
 
   it("an unknown patch id → ENOPATCH", async () => {

@@ -12,9 +12,9 @@ BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
   BatchResult out{pid, BatchResult::Outcome::kFailed, {}, "", ""};
   bool loaded_here = false;
   try {
-    const Descriptor desc = ListPatches(pid);
+    ProcessSession session(pid);  // one read of the maps, the descriptor and the entry point
     const DescPatch* present = nullptr;
-    for (const auto& p : desc.patches) {
+    for (const auto& p : session.desc.patches) {
       if (std::string(p.id, strnlen(p.id, sizeof p.id)) == spec.id) present = &p;
     }
     if (present != nullptr && present->state == static_cast<uint32_t>(PatchState::kActive)) {
@@ -24,10 +24,10 @@ BatchResult ApplyOne(pid_t pid, const PatchSpec& spec, const OpOptions& opts) {
     }
     uint64_t load_pause = 0;
     if (present == nullptr) {
-      load_pause = LoadPatch(pid, spec, opts).pause_us;
+      load_pause = LoadPatch(session, spec, opts).pause_us;
       loaded_here = true;
     }
-    out.result = ActivatePatch(pid, spec.id, opts);
+    out.result = ActivatePatch(session, spec.id, opts);
     out.result.pause_us = std::max(out.result.pause_us, load_pause);
     out.outcome = BatchResult::Outcome::kDone;
   } catch (const EngineError& e) {
@@ -63,7 +63,14 @@ std::vector<BatchResult> ApplyBatch(const std::vector<pid_t>& pids, const PatchS
   shared.cache = &cache;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < pids.size(); i = next++) results[i] = ApplyOne(pids[i], spec, shared);
+    for (size_t i = next++; i < pids.size(); i = next++) {
+      if (opts.cancelled != nullptr && opts.cancelled->load(std::memory_order_relaxed) != 0) {
+        results[i] = {pids[i], BatchResult::Outcome::kFailed, {}, "ECANCELLED",
+                      "cancelled before process " + std::to_string(pids[i]) + " was reached; it was not touched"};
+        continue;
+      }
+      results[i] = ApplyOne(pids[i], spec, shared);
+    }
   };
   std::vector<std::thread> threads;
   const unsigned n = std::max(1u, std::min<unsigned>(parallel, static_cast<unsigned>(pids.size())));

@@ -8,6 +8,7 @@
 
 #include "patch_delivery.h"
 #include "redirect.h"
+#include "trampoline.h"
 
 #include "../engine_error.h"
 #include "../ptrace/stopped_process.h"
@@ -17,7 +18,7 @@ namespace hotpatch {
 namespace {
 
 constexpr char kMagic[8] = {'H', 'P', 'S', 'T', 'A', 'T', 'E', '1'};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;  // 3: functions record their trampoline slot
 constexpr uint64_t kUserTop = 0x800000000000;  // end of the x86-64 user address space
 
 bool IsDescriptorPath(const std::string& path) {
@@ -79,7 +80,10 @@ std::string Invalid(const DescPatch& p) {
     if (f.keep > 4 || (f.length != kRel32JumpLength && f.length != kAbsJumpLength)) return which + ": jump bounds";
     if (!Within(f.address, f.size, 4096, kUserTop) || f.size < uint64_t{f.keep} + f.length) return which + ": its extent";
     if (!Within(f.replacement, 1, p.base, end)) return which + ": a replacement outside the patch";
-    if (DecodeJump(f.address + f.keep, f.jump, f.length) != f.replacement) return which + ": a jump elsewhere than its replacement";
+    // A jump through a near trampoline goes to its slot; the slot's own jump is checked where it is used.
+    if (f.trampoline != 0 && !Within(f.trampoline, kTrampolineSlot, 4096, kUserTop)) return which + ": a trampoline slot outside user memory";
+    const uint64_t target = f.trampoline != 0 ? f.trampoline : f.replacement;
+    if (DecodeJump(f.address + f.keep, f.jump, f.length) != target) return which + ": a jump elsewhere than its replacement";
   }
   return "";
 }
@@ -147,13 +151,14 @@ void WriteDescriptor(StoppedProcess& stopped, uint64_t stub, std::vector<Mapping
     if (addr) {
       const long rc = stopped.InjectSyscall(stub, SYS_munmap, static_cast<long>(*addr), static_cast<long>(kDescriptorSize));
       if (rc < 0) ThrowInjected(rc, "munmap");
-      maps = ReadProcMaps(stopped.pid());
+      std::erase_if(maps, [&](const Mapping& m) { return m.start == *addr; });
     }
     return;
   }
   if (!addr) {
     addr = CreateMapping(stopped, stub);
-    maps = ReadProcMaps(stopped.pid());
+    // What the kernel now lists, without reading the maps again inside the stop.
+    maps.push_back({*addr, *addr + kDescriptorSize, "rw-p", 0, "00:00", 0, std::string("/memfd:") + kDescriptorName + " (deleted)"});
   }
   DescHeader header{};
   std::memcpy(header.magic, kMagic, sizeof kMagic);

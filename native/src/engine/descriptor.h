@@ -30,8 +30,9 @@ struct DescFunction {
   uint64_t address;      // entry of the old function in the target
   uint64_t size;         // its size (for the strict check)
   uint64_t replacement;  // entry of the new function in the target
+  uint64_t trampoline;   // slot of a near trampoline page the jump goes through (0: straight to replacement)
   uint8_t keep;          // bytes left in place before the jump (4 for endbr64)
-  uint8_t length;        // bytes the jump replaces (5 or 14)
+  uint8_t length;        // bytes the jump replaces (5, or 14 when no trampoline page fits near)
   uint8_t consistency;   // Consistency
   uint8_t reserved[5];
   uint8_t original[16];  // bytes at address+keep before activation
@@ -92,7 +93,7 @@ void RequireMapped(const DescPatch& p, const std::vector<Mapping>& maps);
 
 // Writes the descriptor back, first creating its mapping (injected memfd_create, ftruncate, mmap,
 // close) when the process has none yet, and removing the mapping when no patch is left; `maps`
-// is updated then.
+// is updated then (without reading /proc/PID/maps again).
 void WriteDescriptor(StoppedProcess& stopped, uint64_t stub, std::vector<Mapping>& maps, const Descriptor& desc);
 
 }  // namespace hotpatch

@@ -12,6 +12,7 @@
 
 #include "../loader/object_cache.h"
 #include "descriptor.h"
+#include "session.h"
 
 namespace hotpatch {
 
@@ -44,8 +45,10 @@ struct OpResult {
 
 // loaded: maps the patch, applies its relocations and records it. Nothing jumps to it yet.
 OpResult LoadPatch(pid_t pid, const PatchSpec& spec, const OpOptions& opts);
+OpResult LoadPatch(ProcessSession& session, const PatchSpec& spec, const OpOptions& opts);
 // loaded|inactive -> active: writes the jumps once the safety check passes.
 OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts);
+OpResult ActivatePatch(ProcessSession& session, const std::string& id, const OpOptions& opts);
 // active -> inactive: restores the original bytes, after checking the jumps are still ours.
 OpResult DeactivatePatch(pid_t pid, const std::string& id, const OpOptions& opts);
 // loaded|inactive -> gone: unmaps the patch once no thread is in or returning into its code.

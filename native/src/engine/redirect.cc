@@ -4,14 +4,22 @@
 
 namespace hotpatch {
 
-std::vector<uint8_t> EncodeJump(uint64_t site, uint64_t target) {
+bool InRel32Reach(uint64_t site, uint64_t target) {
   const int64_t rel = static_cast<int64_t>(target - (site + kRel32JumpLength));
-  if (rel >= INT32_MIN && rel <= INT32_MAX) {
-    const int32_t rel32 = static_cast<int32_t>(rel);
+  return rel >= INT32_MIN && rel <= INT32_MAX;
+}
+
+std::vector<uint8_t> EncodeJump(uint64_t site, uint64_t target) {
+  if (InRel32Reach(site, target)) {
+    const int32_t rel32 = static_cast<int32_t>(static_cast<int64_t>(target - (site + kRel32JumpLength)));
     std::vector<uint8_t> out{0xe9, 0, 0, 0, 0};
     std::memcpy(out.data() + 1, &rel32, 4);
     return out;
   }
+  return EncodeAbsoluteJump(target);
+}
+
+std::vector<uint8_t> EncodeAbsoluteJump(uint64_t target) {
   std::vector<uint8_t> out{0xff, 0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   std::memcpy(out.data() + 6, &target, 8);
   return out;

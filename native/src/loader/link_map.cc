@@ -54,7 +54,7 @@ LinkMapChain ReadLinkMap(const TargetMemory& mem, uint64_t dynamic, uint64_t dyn
       return {{}, "the link_map chain at " + Hex(head[1]) + " does not end (corrupt memory?)"};
     }
     if (!ReadWords(mem, at, lm, 4)) return {{}, "cannot read the link_map entry at " + Hex(at)};
-    chain.entries.push_back({lm[0], lm[2]});
+    chain.entries.push_back({lm[0], lm[2], at});
     at = lm[3];
   }
   return chain;

@@ -16,6 +16,7 @@ namespace hotpatch {
 struct LinkMapEntry {
   uint64_t l_addr;  // the object's load bias
   uint64_t l_ld;    // where its dynamic section is in the target
+  uint64_t address;  // of the struct link_map itself, whose later fields hold its TLS block (tls.h)
 };
 
 struct LinkMapChain {

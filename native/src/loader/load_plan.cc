@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <set>
 
 #include "../engine_error.h"
 #include "../fd.h"
@@ -49,12 +50,14 @@ PatchFile ReadPatch(const std::string& path) {
   elf_rawfile(elf.get(), &file_size);
 
   PatchFile out;
+  bool defines_tls = false;
+  std::set<std::string> tls_names;  // thread-local variables the patch defines, for the refusal
   size_t phnum = 0;
   if (elf_getphdrnum(elf.get(), &phnum) != 0) Bad(path, elf_errmsg(-1));
   for (size_t i = 0; i < phnum; ++i) {
     GElf_Phdr ph;
     if (gelf_getphdr(elf.get(), static_cast<int>(i), &ph) == nullptr) Bad(path, elf_errmsg(-1));
-    if (ph.p_type == PT_TLS) throw EngineError("EUNSUPPORTED_PATCH", path + " has thread-local storage, which a live patch cannot add");
+    defines_tls = defines_tls || ph.p_type == PT_TLS;
     if (ph.p_type != PT_LOAD) continue;
     if (ph.p_offset + ph.p_filesz > file_size) Bad(path, "a segment runs past the end of the file (truncated?)");
     if ((ph.p_vaddr - ph.p_offset) % kPage != 0) Bad(path, "a segment's address and file offset disagree modulo the page size");
@@ -85,6 +88,7 @@ PatchFile ReadPatch(const std::string& path) {
           throw EngineError("EUNSUPPORTED_PATCH", path + " defines the IFUNC '" + std::string(name ? name : "?") +
                                                       "'; choosing its implementation would run code in the target");
         }
+        if (type == STT_TLS && sym.st_shndx != SHN_UNDEF && name && *name) tls_names.insert(name);
         if (sym.st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_OBJECT)) continue;
         if (name && *name) out.exports.emplace(name, sym.st_value);  // .dynsym first: it wins
       }
@@ -114,6 +118,13 @@ PatchFile ReadPatch(const std::string& path) {
       out.relocations.push_back(std::move(rel));
     }
   }
+  if (defines_tls) {
+    std::string names;
+    for (const auto& n : tls_names) names += (names.empty() ? " (" : ", ") + n;
+    throw EngineError("EUNSUPPORTED_PATCH", path + " defines thread-local variables" + (names.empty() ? "" : names + ")") +
+                                                "; a live patch cannot add thread-local storage to running threads. " +
+                                                "Declare them `extern` to use the target's own, or keep the state elsewhere");
+  }
   return out;
 }
 
@@ -137,6 +148,33 @@ MemoryWrite Word(uint64_t addr, T value) {
   MemoryWrite w{addr, std::vector<uint8_t>(sizeof value)};
   std::memcpy(w.bytes.data(), &value, sizeof value);
   return w;
+}
+
+const char* RelocName(uint32_t type);
+
+// A GOT word of a relocation against a thread-local variable of the target: its module id and
+// offset for general dynamic access (through the target's __tls_get_addr), or its offset from the
+// thread pointer for initial-exec access, which only static TLS has. The patch defines no TLS of
+// its own (ReadPatch refuses that), so every such symbol is the target's.
+MemoryWrite TlsWord(const TargetImage& target, const PatchRelocation& r, uint64_t where, const std::string& so_path) {
+  if (r.symbol.empty() || r.defined) {
+    throw EngineError("EUNSUPPORTED_RELOC", so_path + ": relocation " + std::string(RelocName(r.type)) +
+                                                " refers to thread-local storage of the patch itself");
+  }
+  const ResolvedTls tls = target.ResolveTls(r.symbol);
+  switch (r.type) {
+    case R_X86_64_DTPMOD64:
+      return Word<uint64_t>(where, tls.modid);
+    case R_X86_64_DTPOFF64:
+      return Word<uint64_t>(where, tls.offset + static_cast<uint64_t>(r.addend));
+    default:  // R_X86_64_TPOFF64, x86-64's variant II: the block lies below the thread pointer
+      if (!tls.static_offset) {
+        throw EngineError("EUNSUPPORTED_RELOC", so_path + ": the initial-exec access to '" + r.symbol + "' needs " +
+                                                    tls.object + " to have static TLS, and it was dlopen'ed; rebuild " +
+                                                    "the patch with -ftls-model=global-dynamic");
+      }
+      return Word<uint64_t>(where, tls.offset + static_cast<uint64_t>(r.addend) - static_cast<uint64_t>(*tls.static_offset));
+  }
 }
 
 const char* RelocName(uint32_t type) {
@@ -197,6 +235,9 @@ LoadPlan PlanLoad(const TargetImage& target, const PatchFile& patch, const std::
       case R_X86_64_NONE: case R_X86_64_RELATIVE: case R_X86_64_64: case R_X86_64_GLOB_DAT:
       case R_X86_64_JUMP_SLOT: case R_X86_64_PC32: case R_X86_64_PLT32:
         break;
+      case R_X86_64_DTPMOD64: case R_X86_64_DTPOFF64: case R_X86_64_TPOFF64:
+        plan.writes.push_back(TlsWord(target, r, bias + r.offset, so_path));
+        continue;
       default:
         throw EngineError("EUNSUPPORTED_RELOC", so_path + ": relocation " + std::string(RelocName(r.type)) + " (" +
                                                     std::to_string(r.type) + ")" +

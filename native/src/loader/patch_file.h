@@ -31,7 +31,8 @@ struct PatchFile {
   uint64_t eh_frame = 0;                     // vaddr of .eh_frame (C++ unwinding tables), 0 if none
 };
 
-// Reads and checks a patch: a 64-bit x86-64 ET_DYN without TLS or IFUNCs. Throws EELF_OPEN,
+// Reads and checks a patch: a 64-bit x86-64 ET_DYN that defines no TLS (it may use the
+// target's) and no IFUNCs. Throws EELF_OPEN,
 // EBAD_ELF, EUNSUPPORTED_PATCH, EUNSUPPORTED_RELOC.
 PatchFile ReadPatch(const std::string& path);
 

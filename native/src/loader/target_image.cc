@@ -20,6 +20,7 @@
 #include "../ptrace/errno_codes.h"
 #include "../safe_open.h"
 #include "link_map.h"
+#include "tls.h"
 
 namespace hotpatch {
 namespace {
@@ -150,7 +151,10 @@ std::vector<Candidate> FindCandidates(const std::vector<Mapping>& maps) {
 }  // namespace
 
 TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache)
-    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(ReadProcMaps(pid)), memory_(pid), cache_(cache) {
+    : TargetImage(pid, std::move(debug_dirs), cache, ReadProcMaps(pid)) {}
+
+TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache, std::vector<Mapping> maps)
+    : pid_(pid), debug_dirs_(std::move(debug_dirs)), maps_(std::move(maps)), memory_(pid), cache_(cache) {
   if (debug_dirs_.empty()) debug_dirs_.push_back("/usr/lib/debug");
   const std::string proc = "/proc/" + std::to_string(pid);
   // /proc/PID/exe opens the very file the process runs, even when its path now names another one.
@@ -168,7 +172,7 @@ TargetImage::TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectC
   for (Candidate& c : FindCandidates(maps_)) {
     const bool is_exe =
         !have_exe && (SameFile(*c.first, exe_st) || (c.path == exe_path && c.deleted == exe_deleted));
-    LoadedObject obj{c.path, "", OnDisk::kSame, c.first->start, c.end, std::move(c.code), 0, is_exe, std::nullopt,
+    LoadedObject obj{c.path, "", OnDisk::kSame, c.first->start, c.end, std::move(c.code), 0, is_exe, std::nullopt, 0,
                      nullptr, ""};
     const std::string at_path = proc + "/root" + c.path;  // for messages: opened by OpenRegularInRoot
     if (is_exe) {
@@ -264,6 +268,7 @@ void TargetImage::OrderByLinkMap() {
     for (LoadedObject& obj : objects_) {
       if (!obj.link_map_index && e.l_ld >= obj.start && e.l_ld < obj.end && (!obj.elf || obj.bias == e.l_addr)) {
         obj.link_map_index = k;
+        obj.link_map = e.address;
         break;
       }
     }
@@ -462,6 +467,37 @@ ResolvedSymbol TargetImage::Resolve(const std::string& qualified) const {
                                      (file.empty() ? ", the loaded libraries" + order : "") +
                                      ") and its separate debug info by build-id in " + debug_dirs_.front() +
                                      (debug_dirs_.size() > 1 ? " and others" : ""));
+}
+
+ResolvedTls TargetImage::ResolveTls(const std::string& name) const {
+  // The executable's own variables (statics too, by .symtab), then its debug info, then the
+  // libraries' exported ones in the dynamic linker's order: the definition the target uses.
+  auto find = [&](const ElfInfo& symbols, bool locals) -> const ElfSymbol* {
+    const ElfSymbol* pick = nullptr;
+    for (const ElfSymbol& s : symbols.symbols) {
+      if (s.name != name || s.type != STT_TLS || s.shndx == SHN_UNDEF || s.hidden_version) continue;
+      if (s.bind == STB_LOCAL && !locals) continue;
+      if (pick == nullptr || (pick->bind == STB_LOCAL && s.bind != STB_LOCAL)) pick = &s;
+    }
+    return pick;
+  };
+  const LoadedObject& exe = objects_.front();
+  const ElfSymbol* sym = find(*exe.elf, true);
+  if (sym == nullptr && DebugInfo() != nullptr) sym = find(*DebugInfo(), true);
+  const LoadedObject* def = sym != nullptr ? &exe : nullptr;
+  for (size_t i = 1; def == nullptr && i < objects_.size(); ++i) {
+    if (!objects_[i].elf) {
+      throw EngineError("EELF_OPEN", "cannot tell which object of process " + std::to_string(pid_) +
+                                         " defines the thread-local '" + name + "': " + objects_[i].unreadable);
+    }
+    if ((sym = find(*objects_[i].elf, false)) != nullptr) def = &objects_[i];
+  }
+  if (def == nullptr) {
+    throw EngineError("ENOSYMBOL", "no thread-local variable '" + name + "' in process " + std::to_string(pid_) +
+                                       ": searched " + exe.path + " and the loaded libraries");
+  }
+  const TlsBlock block = ReadTlsBlock(memory_, *def);
+  return ResolvedTls{sym->value, block.modid, block.static_offset, def->path};
 }
 
 }  // namespace hotpatch

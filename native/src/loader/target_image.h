@@ -26,6 +26,14 @@ struct ResolvedSymbol {
   std::string object;  // path of the object that defines it (as the target sees it)
 };
 
+// A thread-local variable of the target: where it is inside its object's TLS block, and that block.
+struct ResolvedTls {
+  uint64_t offset;  // st_value: offset inside the block (what DTPOFF64 takes)
+  uint64_t modid;   // the block's module id in every thread's dtv (what DTPMOD64 takes)
+  std::optional<int64_t> static_offset;  // the block's offset below the thread pointer, when in static TLS
+  std::string object;
+};
+
 // How the file now at an object's path relates to what the process mapped.
 enum class OnDisk {
   kSame,      // the same file (or, when that cannot be checked, the same build by build-id)
@@ -42,6 +50,7 @@ struct LoadedObject {
   uint64_t bias;                                       // add to a symbol value to get its address in the target
   bool is_executable;                                  // the main program
   std::optional<size_t> link_map_index;                // its place in ld.so's list, if listed there
+  uint64_t link_map = 0;                               // its struct link_map in the target, if listed
   std::shared_ptr<const ElfInfo> elf;                  // nullptr when the mapped file could not be read
   std::string unreadable;                              // why, when it could not
 };
@@ -58,6 +67,8 @@ class TargetImage {
   // `cache`, and the dynamic linker's list of objects. `debug_dirs` are searched for separate
   // debug info by build-id (default /usr/lib/debug when empty).
   TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache);
+  // The same from maps the caller has just read.
+  TargetImage(pid_t pid, std::vector<std::string> debug_dirs, ObjectCache& cache, std::vector<Mapping> maps);
 
   // Resolves a defined symbol: the executable's .symtab (statics included) and .dynsym, then its
   // separate debug info (standing in for a stripped .symtab), then the libraries' exported symbols
@@ -67,6 +78,10 @@ class TargetImage {
   // choice cannot be known), EELF_OPEN (a library searched before the name was found could not
   // be read).
   ResolvedSymbol Resolve(const std::string& name) const;
+
+  // Resolves a thread-local variable (STT_TLS) in the same order, with the TLS block ld.so gave its
+  // object. Throws ENOSYMBOL, and EUNSUPPORTED_PATCH when the block cannot be read.
+  ResolvedTls ResolveTls(const std::string& name) const;
 
   pid_t pid() const { return pid_; }
   const std::vector<Mapping>& maps() const { return maps_; }

@@ -47,7 +47,8 @@ Napi::Object PatchToJs(Napi::Env env, const DescPatch& p) {
     fo.Set("size", Big(env, f.size));
     fo.Set("replacement", Big(env, f.replacement));
     fo.Set("site", Big(env, f.address + f.keep));
-    fo.Set("jump", f.length == 5 ? "rel32" : "abs64");
+    fo.Set("jump", f.length == 5 ? (f.trampoline != 0 ? "trampoline" : "rel32") : "abs64");
+    fo.Set("trampoline", f.trampoline != 0 ? Napi::Value(Big(env, f.trampoline)) : env.Null());
     fo.Set("consistency", f.consistency == static_cast<uint8_t>(Consistency::kEntry) ? "entry" : "strict");
     fo.Set("originalBytes", Hex(f.original, f.length));
     fo.Set("jumpBytes", Hex(f.jump, f.length));
@@ -265,7 +266,9 @@ Napi::Value LoadPatchJs(const Napi::CallbackInfo& info) {
   return w->Promise();
 }
 
-Napi::Value ActivatePatchJs(const Napi::CallbackInfo& info) { return QueueById(info, ActivatePatch); }
+Napi::Value ActivatePatchJs(const Napi::CallbackInfo& info) {
+  return QueueById(info, static_cast<OpResult (*)(pid_t, const std::string&, const OpOptions&)>(ActivatePatch));
+}
 Napi::Value DeactivatePatchJs(const Napi::CallbackInfo& info) { return QueueById(info, DeactivatePatch); }
 Napi::Value UnloadPatchJs(const Napi::CallbackInfo& info) { return QueueById(info, UnloadPatch); }
 
