@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle } from "../../../bundle/index.js";
 import { applyPatchToMany, type Consistency } from "../../../native/index.js";
 import { keepPatchFile } from "../../local/patch_store.js";
-import { groupByExecutable, mappedLibrary } from "../../local/processes.js";
+import { groupByExecutable, mappedLibraries, mappedLibrary } from "../../local/processes.js";
 import { countOutcomes, type ProcessOutcome } from "../../local/run_each.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
@@ -39,17 +39,22 @@ async function eligible(
   const ok: number[] = [];
   const skipped: ProcessOutcome[] = [];
   if (bundle.manifest.target.kind === "library") {
-    if (lib === undefined) {
-      throw Object.assign(new Error(`bundle ${bundle.manifest.id} patches a library: name it with --lib PATH`), {
-        code: "EBAD_ARGUMENT",
-      });
-    }
     const expected = bundle.manifest.target.buildId;
     for (const pid of pids) {
       try {
-        const mapped = await mappedLibrary(pid, lib);
+        // Without --lib, the library is the one the process maps with the bundle's build-id.
+        const mapped = lib === undefined ? await mappedLibraries(pid) : await mappedLibrary(pid, lib);
         if (mapped.some((o) => o.buildId === expected)) {
           ok.push(pid);
+          continue;
+        }
+        if (lib === undefined) {
+          skipped.push({
+            pid,
+            outcome: "skipped",
+            code: "EBUILDID",
+            detail: `process ${pid} maps no library with build-id ${expected} (bundle ${bundle.manifest.id}, built for ${bundle.manifest.target.path ?? "a library"})`,
+          });
           continue;
         }
         const what = mapped
