@@ -78,6 +78,22 @@ function definedName(line: string): string | undefined {
   return undefined;
 }
 
+/** The name a symbol has in the source: `f.constprop.0` → `f`; C++ `_ZN4Cart3addEi` → `add` (its last component). */
+function sourceName(symbol: string): string {
+  const plain = symbol.replace(/\..*$/, "");
+  const m = /^_Z(N[rVK]*)?(\d.*)$/.exec(plain);
+  if (!m) return plain;
+  let rest = m[2] as string;
+  let last = plain;
+  for (let d = /^(\d+)/.exec(rest); d; d = /^(\d+)/.exec(rest)) {
+    const len = Number(d[1]);
+    last = rest.slice((d[1] as string).length, (d[1] as string).length + len);
+    rest = rest.slice((d[1] as string).length + len);
+    if (!m[1]) break; // not nested: one name
+  }
+  return last;
+}
+
 /**
  * The functions the diff edits: for each changed line, the definition that encloses it in the
  * original file (the nearest line above that opens one), and any definition the hunk adds.
@@ -104,7 +120,7 @@ async function editedBy(files: FileDiff[], sourceDir: string): Promise<(name: st
       }
     }
   }
-  return (name) => names.has(name.replace(/\..*$/, ""));
+  return (name) => names.has(sourceName(name));
 }
 
 function reasonText(c: ChangedFunction): string {
