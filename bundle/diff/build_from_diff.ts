@@ -236,6 +236,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       );
       inputs.push({ original: c.original, patched: c.patched, changed: c.changed, target: tu });
     }
+    const t2 = performance.now();
     const plan = planPatch(targetMap, inputs);
     if (plan.replacements.length === 0) {
       throw new BundleError(
@@ -249,7 +250,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       targets: plan.targets,
       exports: plan.exports,
     });
-    const t2 = performance.now();
+    const t3 = performance.now();
 
     const soPath = path.join(work, SO_FILE);
     await writeFile(soPath, so);
@@ -282,7 +283,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
     const manifestBytes = serializeManifest(manifest);
     const signature = signKey ? await signManifest(manifestBytes, signKey) : null;
     await placeBundle(out, tar, work, { manifest: manifestBytes, so, signature });
-    const t3 = performance.now();
+    const t4 = performance.now();
     const report: PatchedFunctionReport[] = compared.flatMap((c) =>
       c.changed.map((ch) => {
         const r = plan.replacements.find((x) => x.change === ch);
@@ -305,7 +306,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       functions: report,
       lineOnly,
       provenFunctions: proven,
-      timings: { buildMs: t1 - t0, compareMs: t2 - t1 - 0, linkMs: t3 - t2 },
+      timings: { buildMs: t1 - t0, compareMs: t2 - t1, linkMs: t3 - t2, writeMs: t4 - t3 },
     };
   } catch (err) {
     if (err instanceof BundleError) throw err;
