@@ -3,28 +3,29 @@ import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
 import type { Server as GrpcServer } from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Event } from "../proto/index.js";
+import { Event, eventSubject, heartbeatSubject } from "../proto/index.js";
 import { AuditLog } from "./audit/audit_log.js";
 import type { AgentConfig } from "./config/types.js";
 import { nativeEngine } from "./engine/native_engine.js";
 import type { Engine } from "./engine/types.js";
 import { EventHub } from "./events.js";
-import { type ExecWatch, startExecWatch } from "./follow/exec_watch.js";
+import { startExecWatch } from "./follow/exec_watch.js";
 import { startGrpcServer, stopGrpcServer } from "./grpc/server.js";
+import { heartbeatContent } from "./heartbeat/content.js";
 import { readLoad } from "./heartbeat/load.js";
 import { PeerWatch } from "./heartbeat/peer_watch.js";
-import { HeartbeatPublisher } from "./heartbeat/publisher.js";
-import { eventSubject, heartbeatSubject } from "./heartbeat/subjects.js";
+import { type HeartbeatContent, HeartbeatPublisher } from "./heartbeat/publisher.js";
 import { createLogger, type Logger } from "./log.js";
 import { AgentMetrics, serveMetrics } from "./metrics/metrics.js";
 import { connectNats } from "./nats/connection.js";
-import { type ServiceHealthNow, ServiceWatch } from "./probes/service_health.js";
+import { ProbeLoop } from "./probes/probe_loop.js";
+import { ServiceWatch } from "./probes/service_health.js";
 import { BuildIdCache, readStartTime } from "./procfs/processes.js";
 import { makeRole } from "./roles/make_role.js";
 import type { RoleController } from "./roles/types.js";
 import { AgentService, roleToProto } from "./service/agent_service.js";
 import { AllowList } from "./service/allow_list.js";
-import { heartbeatMetrics, ServiceMetrics } from "./service_metrics/collector.js";
+import { ServiceMetrics } from "./service_metrics/collector.js";
 import { BundleStore } from "./store/bundle_store.js";
 
 /** Options of startAgent beyond the configuration. */
@@ -96,14 +97,8 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     });
     await service.recover();
 
-    const evSubject = eventSubject(id);
     let nc: NatsConnection | null = null;
-    cleanups.push(
-      events.subscribe((e) => {
-        log.info({ event: { ...e, timestampMs: undefined } }, e.kind);
-        if (nc && !nc.isClosed()) nc.publish(evSubject, Event.encode(e).finish());
-      }),
-    );
+    cleanups.push(publishEvents(events, id, () => nc, log));
     metrics.active.set(role.role === "active" ? 1 : 0);
     role.onChange((r, reason) => {
       metrics.active.set(r === "active" ? 1 : 0);
@@ -113,116 +108,28 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     await role.start();
     stopRole = () => role.stop();
 
-    // Probes and load run on their own loop; heartbeats publish the latest results without waiting.
-    const watches = config.services.map((s) => new ServiceWatch(s, ids));
-    // Service metrics read on loops of their own; started after the first probe round found the processes.
-    const serviceMetrics = config.services.map(
-      (s, i) =>
-        new ServiceMetrics(s, () => watches[i]?.mainProcess() ?? null, {
-          log: (level, msg, extra) => log[level](extra, msg),
-          read: (service, source, ok) =>
-            metrics.serviceMetricReads.inc({ service, source, result: ok ? "ok" : "failed" }),
-        }),
-    );
-    cleanups.push(() => Promise.all(serviceMetrics.map((m) => m.stop())).then(() => undefined));
-    let health: ServiceHealthNow[] = [];
+    const { probes, serviceMetrics } = startProbes(config, ids, service, metrics, log, cleanups);
     // Announced in heartbeats once the gRPC server listens, so controllers can find this agent.
     let grpcAddress = "";
-    let load = { load1: 0, memoryUsed: 0 };
-    let probing = true;
-    const probeLoop = async () => {
-      let n = 0;
-      while (probing) {
-        const started = performance.now();
-        try {
-          [health, load] = await Promise.all([Promise.all(watches.map((w) => w.check())), readLoad()]);
-          for (const m of serviceMetrics) m.start();
-          if (++n % 20 === 0) await service.refreshStates();
-        } catch (err) {
-          log.warn({ err }, "probe round failed");
-        }
-        await new Promise((r) =>
-          setTimeout(r, Math.max(0, config.heartbeat.intervalMs - (performance.now() - started))),
-        );
-      }
-    };
-    const probeDone = probeLoop();
-    cleanups.push(async () => {
-      probing = false;
-      await probeDone;
-    });
 
     const runId = randomUUID();
-    // Heartbeats name this process, so a drill on this host can find the agent (and never a reused pid).
-    const agentStartTime = (await readStartTime(process.pid)) ?? 0;
-    const startNatsParts = (conn: NatsConnection) => {
-      nc = conn;
-      log.info({ server: conn.getServer() }, "NATS connected");
-      cleanups.push(() => conn.close());
-      void (async () => {
-        for await (const st of conn.status()) {
-          if (st.type === "disconnect" || st.type === "reconnect") log.warn({ nats: st.type }, `NATS ${st.type}`);
-        }
-      })();
-      const hb = new HeartbeatPublisher(
-        conn,
-        heartbeatSubject(id),
-        id,
-        config.heartbeat.intervalMs,
-        () => ({
-          role: roleToProto(role.role),
-          services: health.map((h) => ({
-            name: h.name,
-            healthy: h.healthy,
-            pid: h.pid,
-            startTime: h.startTime,
-            probes: h.probes,
-            checkedAtMs: h.checkedAtMs,
-          })),
-          grpcAddress,
-          agentPid: process.pid,
-          agentStartTime,
-          patches: service.patchStates(),
-          load,
-          ...heartbeatMetrics(serviceMetrics),
-        }),
-        metrics,
-        runId,
-      );
-      hb.start();
-      cleanups.push(() => hb.stop());
-      // A role change is announced at once, not up to an interval later.
-      cleanups.push(role.onChange(() => hb.beatNow()));
+    const content = heartbeatContent({
+      role,
+      probes,
+      patches: () => service.patchStates(),
+      serviceMetrics,
+      grpcAddress: () => grpcAddress,
+      agentStartTime: (await readStartTime(process.pid)) ?? 0,
+    });
+    natsReady.then(
+      (conn) => {
+        nc = conn;
+        startNatsParts(conn, { config, id, role, events, metrics, content, runId, log, cleanups });
+      },
+      () => undefined,
+    );
 
-      const peer = new PeerWatch(
-        conn,
-        id,
-        config.heartbeat.intervalMs,
-        config.heartbeat.peerLossBeats,
-        metrics,
-        (s) => {
-          if (s.kind === "lost")
-            events.emit({
-              kind: "peer.lost",
-              message: `no heartbeat from ${s.node} for ${config.heartbeat.peerLossBeats} intervals`,
-            });
-          else if (s.kind === "alive") events.emit({ kind: "peer.seen", message: `heartbeats from ${s.node}` });
-        },
-      );
-      peer.start();
-      cleanups.push(() => peer.stop());
-    };
-    natsReady.then(startNatsParts, () => undefined);
-
-    let execWatch: ExecWatch | null = null;
-    try {
-      execWatch = startExecWatch((pid, at) => {
-        service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
-      });
-      cleanups.push(() => execWatch?.stop());
-    } catch (err) {
-      log.warn({ err }, "cannot watch new processes (needs root / CAP_NET_ADMIN); follow_new_processes will not work");
-    }
+    followExecs(service, log, cleanups);
 
     let metricsPort: number | null = null;
     if (config.metricsListen) {
@@ -245,4 +152,117 @@ export async function startAgent(config: AgentConfig, opts: StartOptions = {}): 
     await stop();
     throw err;
   }
+}
+
+/** What the parts started on NATS work with. */
+interface NatsParts {
+  config: AgentConfig;
+  id: { cluster: string; pair: string; node: string };
+  role: RoleController;
+  events: EventHub;
+  metrics: AgentMetrics;
+  content: HeartbeatContent;
+  /** Random id of this agent run. */
+  runId: string;
+  log: Logger;
+  cleanups: (() => Promise<void> | void)[];
+}
+
+/** Once NATS is connected: connection logging, heartbeats (and one at every role change), the peer watch. */
+function startNatsParts(conn: NatsConnection, p: NatsParts): void {
+  const { config, id, log, cleanups } = p;
+  log.info({ server: conn.getServer() }, "NATS connected");
+  cleanups.push(() => conn.close());
+  void (async () => {
+    for await (const st of conn.status()) {
+      if (st.type === "disconnect" || st.type === "reconnect") log.warn({ nats: st.type }, `NATS ${st.type}`);
+    }
+  })();
+  const hb = new HeartbeatPublisher(
+    conn,
+    heartbeatSubject(id),
+    id,
+    config.heartbeat.intervalMs,
+    p.content,
+    p.metrics,
+    p.runId,
+  );
+  hb.start();
+  cleanups.push(() => hb.stop());
+  // A role change is announced at once, not up to an interval later.
+  cleanups.push(p.role.onChange(() => hb.beatNow()));
+  const lossBeats = config.heartbeat.peerLossBeats;
+  const peer = new PeerWatch(conn, id, config.heartbeat.intervalMs, lossBeats, p.metrics, (s) => {
+    if (s.kind === "lost")
+      p.events.emit({ kind: "peer.lost", message: `no heartbeat from ${s.node} for ${lossBeats} intervals` });
+    else if (s.kind === "alive") p.events.emit({ kind: "peer.seen", message: `heartbeats from ${s.node}` });
+  });
+  peer.start();
+  cleanups.push(() => peer.stop());
+}
+
+/** Applies the follow rules to every process that execs, when the kernel lets this agent watch execs. */
+function followExecs(service: AgentService, log: Logger, cleanups: (() => Promise<void> | void)[]): void {
+  try {
+    const watch = startExecWatch((pid, at) => {
+      service.onExec(pid, at).catch((err) => log.warn({ err, pid }, "auto-apply failed"));
+    });
+    cleanups.push(() => watch.stop());
+  } catch (err) {
+    log.warn({ err }, "cannot watch new processes (needs root / CAP_NET_ADMIN); follow_new_processes will not work");
+  }
+}
+
+/**
+ * Service probes and host load on a loop of their own (heartbeats publish the latest round), and
+ * service metrics on loops of their own, started once the first round found the processes. Every
+ * 20th round re-reads the patch states from the targets.
+ */
+function startProbes(
+  config: AgentConfig,
+  ids: BuildIdCache,
+  service: AgentService,
+  metrics: AgentMetrics,
+  log: Logger,
+  cleanups: (() => Promise<void> | void)[],
+): { probes: ProbeLoop; serviceMetrics: ServiceMetrics[] } {
+  const watches = config.services.map((s) => new ServiceWatch(s, ids));
+  // Service metrics read on loops of their own; started after the first probe round found the processes.
+  const serviceMetrics = config.services.map(
+    (s, i) =>
+      new ServiceMetrics(s, () => watches[i]?.mainProcess() ?? null, {
+        log: (level, msg, extra) => log[level](extra, msg),
+        read: (svc, source, ok) =>
+          metrics.serviceMetricReads.inc({ service: svc, source, result: ok ? "ok" : "failed" }),
+      }),
+  );
+  cleanups.push(() => Promise.all(serviceMetrics.map((m) => m.stop())).then(() => undefined));
+  const probes = new ProbeLoop(
+    watches,
+    readLoad,
+    config.heartbeat.intervalMs,
+    async (round) => {
+      for (const m of serviceMetrics) m.start();
+      if (round % 20 === 0) await service.refreshStates();
+    },
+    log,
+  );
+  probes.start();
+  cleanups.push(() => probes.stop());
+  return { probes, serviceMetrics };
+}
+
+/** Logs every agent event and publishes it on NATS while connected; returns the unsubscribe. */
+function publishEvents(
+  events: EventHub,
+  id: { cluster: string; pair: string; node: string },
+  conn: () => NatsConnection | null,
+  log: Logger,
+): () => void {
+  const subject = eventSubject(id);
+  return events.subscribe((e) => {
+    log.info({ event: { ...e, timestampMs: undefined } }, e.kind);
+    const nc = conn();
+    if (nc && !nc.isClosed()) nc.publish(subject, Event.encode(e).finish());
+  });
 }

@@ -1,9 +1,11 @@
+import { CodedError, type FieldIssue } from "../common/index.js";
+
 /** Stable codes of agent failures. Operators, the controller and scripts match on these, never on messages. */
 export type AgentErrorCode =
   /** The configuration file is missing, not YAML, or has bad fields (see `ConfigError.issues`). */
   | "ECONFIG"
   /** A request field is malformed (an empty selector, a bad bundle id, a bad role). */
-  | "EINVALID_ARGUMENT"
+  | "EBAD_ARGUMENT"
   /** The target is not on the agent's allow-list of executables and libraries. */
   | "ENOT_ALLOWED"
   /** The bundle is not staged on this host. */
@@ -50,25 +52,12 @@ export interface AgentErrorContext {
 }
 
 /** A failure of the agent, with a stable code, what it was working on, and the underlying cause. */
-export class AgentError extends Error {
+export class AgentError extends CodedError<AgentErrorCode, AgentErrorContext> {
   override readonly name: string = "AgentError";
-  readonly code: AgentErrorCode;
-  readonly context: AgentErrorContext;
-
-  constructor(code: AgentErrorCode, message: string, context: AgentErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 }
 
 /** One bad field of a configuration file. */
-export interface ConfigIssue {
-  /** Dotted path of the field, e.g. `grpc.listen` or `services[0].probes[1].timeoutMs`. */
-  field: string;
-  /** What is wrong and what value is expected. */
-  message: string;
-}
+export type ConfigIssue = FieldIssue;
 
 /** A configuration that cannot be used; `issues` names every bad field (not just the first). */
 export class ConfigError extends AgentError {

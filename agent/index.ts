@@ -16,7 +16,5 @@ export type {
 } from "./config/types.js";
 export type { Consistency, Engine, OpOptions, OpResult, PatchRecord, PatchSpec } from "./engine/types.js";
 export { AgentError, type AgentErrorCode, type AgentErrorContext, ConfigError, type ConfigIssue } from "./errors.js";
-export { eventSubject, heartbeatSubject, leaseKey } from "./heartbeat/subjects.js";
-export type { LeaseValue } from "./roles/managed_role.js";
 export type { NodeRole } from "./roles/types.js";
 export { flatName, parseExposition, type Sample } from "./service_metrics/exposition.js";

@@ -27,7 +27,7 @@ import {
 import type { BuildOptions, BuildResult, BundleFunction, BundleManifest, FunctionSpec, LoaderKind } from "./types.js";
 
 function args(message: string): BundleError {
-  return new BundleError("EBUILD_ARGS", message);
+  return new BundleError("EBAD_ARGUMENT", message);
 }
 
 /** Parses `OLD[=NEW]` (or a FunctionSpec) into a manifest function entry. */

@@ -1,3 +1,5 @@
+import { CodedError } from "../common/index.js";
+
 /** Stable codes of bundle failures. Operators and scripts match on these, never on messages. */
 export type BundleErrorCode =
   /** The bundle is malformed: a missing or extra file, a manifest that breaks the schema (the message names the field). */
@@ -39,11 +41,11 @@ export type BundleErrorCode =
   /** The patch code needs a relocation or feature hotpatch cannot link into a running program. */
   | "ELINK"
   /** The build was asked for something invalid (bad `--function`, `--id`, source type, ...). */
-  | "EBUILD_ARGS"
+  | "EBAD_ARGUMENT"
   /** The output path already exists and is not an empty directory. */
   | "EOUT_EXISTS"
   /** The operation was cancelled through its AbortSignal. */
-  | "EABORTED"
+  | "ECANCELLED"
   /** A file could not be read or written for a reason the message gives. */
   | "EIO";
 
@@ -62,20 +64,12 @@ export interface BundleErrorContext {
 }
 
 /** A failure to build, read, verify or match a patch bundle, with a stable code. */
-export class BundleError extends Error {
+export class BundleError extends CodedError<BundleErrorCode, BundleErrorContext> {
   override readonly name = "BundleError";
-  readonly code: BundleErrorCode;
-  readonly context: BundleErrorContext;
-
-  constructor(code: BundleErrorCode, message: string, context: BundleErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 }
 
-/** Throws EABORTED when the signal has fired. */
+/** Throws ECANCELLED when the signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted)
-    throw new BundleError("EABORTED", "the bundle operation was cancelled", {}, { cause: signal.reason });
+    throw new BundleError("ECANCELLED", "the bundle operation was cancelled", {}, { cause: signal.reason });
 }

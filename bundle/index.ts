@@ -12,6 +12,7 @@ export { type InspectOptions, type InspectReport, inspectBundle, type SignatureS
 export { type WrittenKeyPair, writeKeyPair } from "./keyfiles.js";
 export { parseManifest, serializeManifest, validateManifest } from "./manifest.js";
 export { checkBundleTarget, openBundle } from "./open.js";
+export { patchSpecOf } from "./patch_spec.js";
 export {
   generateKeyPair,
   type KeyPairPem,

@@ -11,7 +11,9 @@
         "src/engine/dlopen_api.cc",
         "src/engine/patch_ops.cc",
         "src/engine/redirect.cc",
+        "src/engine/return_wait.cc",
         "src/engine/safety.cc",
+        "src/engine/unwinder.cc",
         "src/loader/link_map.cc",
         "src/loader/load_plan.cc",
         "src/loader/object_cache.cc",
@@ -30,7 +32,7 @@
       ],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
       "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lelf", "-ldl"]
+      "libraries": ["-lelf", "-ldw", "-ldl"]
     },
     {
       "target_name": "hotpatch_proc_events",

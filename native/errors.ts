@@ -1,3 +1,5 @@
+import { CodedError } from "../common/index.js";
+
 /** Stable codes of engine failures. Operators and scripts match on these, never on messages. */
 export const engineErrorCodes = [
   /** The ELF file could not be opened (missing, unreadable). */
@@ -81,16 +83,8 @@ export interface EngineErrorContext {
 }
 
 /** A failure of the native engine, with a stable code and what it was working on. */
-export class EngineError extends Error {
+export class EngineError extends CodedError<EngineErrorCode, EngineErrorContext> {
   override readonly name = "EngineError";
-  readonly code: EngineErrorCode;
-  readonly context: EngineErrorContext;
-
-  constructor(code: EngineErrorCode, message: string, context: EngineErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 
   /** Wraps a rejection of the addon (an Error with a `code` string) into an EngineError. */
   static from(err: unknown, context: EngineErrorContext = {}): EngineError {

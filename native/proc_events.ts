@@ -43,13 +43,7 @@ export function watchExecs(onExec: (e: ExecEvent) => void): ExecWatcher {
   try {
     return new (addon().ExecWatcher)(onExec);
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    throw new EngineError(
-      code === "EPERM_PROC_EVENTS" ? "EPERM_PROC_EVENTS" : "EINTERNAL",
-      (err as Error).message,
-      {},
-      { cause: err },
-    );
+    throw EngineError.from(err);
   }
 }
 

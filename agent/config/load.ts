@@ -2,7 +2,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
-import { ConfigError, type ConfigIssue } from "../errors.js";
+import { FieldReader, fieldPath, type Mapping } from "../../common/index.js";
+import { BUCKET_PATTERN, DEFAULT_ROLE_BUCKET, NAME_PATTERN, NAME_RULE } from "../../proto/index.js";
+import { ConfigError } from "../errors.js";
 import type {
   AgentConfig,
   CommandConfig,
@@ -16,143 +18,69 @@ import type {
   ServiceMetricsConfig,
 } from "./types.js";
 
-type Obj = Record<string, unknown>;
-
-const nameRe = /^[A-Za-z0-9_-]{1,64}$/;
 const hostPortRe = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 /** A Prometheus metric name (it cannot hold a '.', so `<service>.proc.*` never collides with a scraped name). */
 const metricNameRe = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-/** Collects issues while reading fields; each getter returns a usable fallback after recording a problem. */
-class Reader {
-  readonly issues: ConfigIssue[] = [];
-  constructor(private readonly baseDir: string) {}
-
-  bad(field: string, message: string): void {
-    this.issues.push({ field, message });
-  }
-
-  private show(v: unknown): string {
-    return v === undefined ? "nothing" : JSON.stringify(v);
-  }
-
-  obj(v: unknown, field: string, required = true): Obj | undefined {
-    if (v === undefined && !required) return undefined;
-    if (v === null || typeof v !== "object" || Array.isArray(v)) {
-      this.bad(field, `expected a mapping, got ${this.show(v)}`);
-      return undefined;
-    }
-    return v as Obj;
-  }
-
-  /** Reports keys the schema does not know (typos must not pass silently). */
-  known(o: Obj, field: string, keys: string[]): void {
-    for (const k of Object.keys(o)) {
-      if (!keys.includes(k)) this.bad(join(field, k), `unknown field; expected one of ${keys.join(", ")}`);
-    }
-  }
-
+/** The agent's readers on top of the common ones: names, host:port, commands. */
+class Reader extends FieldReader {
   name(v: unknown, field: string): string {
-    if (typeof v === "string" && nameRe.test(v)) return v;
-    this.bad(
-      field,
-      `expected a name of 1-64 letters, digits, '-' or '_' (it becomes a NATS subject token), got ${this.show(v)}`,
+    return (
+      this.matching(v, field, NAME_PATTERN, `a name of ${NAME_RULE} (it becomes a NATS subject token)`) ?? "invalid"
     );
-    return "invalid";
-  }
-
-  str(v: unknown, field: string, fallback?: string): string {
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v === "string" && v.length > 0) return v;
-    this.bad(field, `expected a non-empty string, got ${this.show(v)}`);
-    return "";
-  }
-
-  file(v: unknown, field: string, fallback?: string): string {
-    const s = this.str(v, field, fallback);
-    return s === "" ? s : path.resolve(this.baseDir, s);
-  }
-
-  int(v: unknown, field: string, min: number, max: number, fallback?: number): number {
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max) return v;
-    this.bad(field, `expected an integer from ${min} to ${max}, got ${this.show(v)}`);
-    return fallback ?? min;
-  }
-
-  bool(v: unknown, field: string, fallback: boolean): boolean {
-    if (v === undefined) return fallback;
-    if (typeof v === "boolean") return v;
-    this.bad(field, `expected true or false, got ${this.show(v)}`);
-    return fallback;
   }
 
   hostPort(v: unknown, field: string, fallback?: string): string {
-    if (v === undefined && fallback !== undefined) return fallback;
-    const m = typeof v === "string" ? hostPortRe.exec(v) : null;
-    if (m && Number(m[2]) <= 65535) return v as string;
-    this.bad(field, `expected "host:port" (e.g. 127.0.0.1:7443; port 0 picks a free one), got ${this.show(v)}`);
-    return "127.0.0.1:0";
+    const ok = (s: unknown) => {
+      const m = typeof s === "string" ? hostPortRe.exec(s) : null;
+      return m && Number(m[2]) <= 65535 ? (s as string) : null;
+    };
+    return (
+      this.value(v, field, '"host:port" (e.g. 127.0.0.1:7443; port 0 picks a free one)', ok, fallback) ?? "127.0.0.1:0"
+    );
   }
 
-  list(v: unknown, field: string, fallback?: unknown[]): unknown[] {
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (Array.isArray(v)) return v;
-    this.bad(field, `expected a list, got ${this.show(v)}`);
-    return [];
-  }
-
-  oneOf<T extends string>(v: unknown, field: string, options: readonly T[], fallback?: T): T {
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v === "string" && (options as readonly string[]).includes(v)) return v as T;
-    this.bad(field, `expected one of ${options.join(", ")}, got ${this.show(v)}`);
-    return options[0] as T;
-  }
-
-  /** A command as a list of strings, or one string split on spaces. */
+  /** A command as a list of strings, or one string split on spaces, or {run, timeoutMs}. */
   command(v: unknown, field: string, timeoutMs: number): CommandConfig | undefined {
     if (v === undefined) return undefined;
     const isMap = v !== null && typeof v === "object" && !Array.isArray(v);
-    if (typeof v !== "string" && !Array.isArray(v) && !isMap) {
-      this.bad(field, `expected a command: a string, a list of arguments, or {run, timeoutMs}; got ${this.show(v)}`);
-      return undefined;
-    }
-    const o = isMap ? (v as Obj) : { run: v };
+    if (typeof v !== "string" && !Array.isArray(v) && !isMap)
+      return this.expected(field, "a command: a string, a list of arguments, or {run, timeoutMs}", v);
+    const o = isMap ? (v as Mapping) : { run: v };
     if (isMap) this.known(o, field, ["run", "timeoutMs"]);
     const run = o.run;
     const argv = typeof run === "string" ? run.split(/\s+/).filter(Boolean) : run;
     if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string" && a.length > 0)) {
-      this.bad(
+      return this.expected(
         field,
-        `expected a command: a string like "/usr/bin/systemctl start svc" or a list of arguments, got ${this.show(run)}`,
+        'a command: a string like "/usr/bin/systemctl start svc" or a list of arguments',
+        run,
       );
-      return undefined;
     }
     return {
       argv: argv as string[],
-      timeoutMs: this.int(o.timeoutMs, join(field, "timeoutMs"), 1, 600_000, timeoutMs),
+      timeoutMs: this.int(o.timeoutMs, join(field, "timeoutMs"), 1, 600_000, timeoutMs) ?? timeoutMs,
     };
   }
 }
 
-function join(base: string, key: string | number): string {
-  return typeof key === "number" ? `${base}[${key}]` : base === "" ? key : `${base}.${key}`;
-}
+const join = fieldPath;
 
 function readSelector(r: Reader, v: unknown, field: string): SelectorConfig {
-  const o = r.obj(v, field);
+  const o = r.mapping(v, field);
   if (!o) return {};
   r.known(o, field, ["exePath", "buildId", "pid", "cgroup", "libraryPath"]);
   const sel: SelectorConfig = {};
-  if (o.exePath !== undefined) sel.exePath = r.str(o.exePath, join(field, "exePath"));
-  if (o.buildId !== undefined) {
-    if (typeof o.buildId === "string" && /^[0-9a-f]{2,128}$/.test(o.buildId)) sel.buildId = o.buildId;
-    else r.bad(join(field, "buildId"), `expected a lowercase hex build-id, got ${JSON.stringify(o.buildId)}`);
-  }
-  if (o.pid !== undefined) sel.pid = r.int(o.pid, join(field, "pid"), 1, 2 ** 22);
-  if (o.cgroup !== undefined) sel.cgroup = r.str(o.cgroup, join(field, "cgroup"));
-  if (o.libraryPath !== undefined) sel.libraryPath = r.str(o.libraryPath, join(field, "libraryPath"));
+  const set = <K extends keyof SelectorConfig>(key: K, value: SelectorConfig[K] | undefined) => {
+    if (value !== undefined) sel[key] = value;
+  };
+  if (o.exePath !== undefined) set("exePath", r.string(o.exePath, join(field, "exePath")));
+  if (o.buildId !== undefined)
+    set("buildId", r.matching(o.buildId, join(field, "buildId"), /^[0-9a-f]{2,128}$/, "a lowercase hex build-id"));
+  if (o.pid !== undefined) set("pid", r.int(o.pid, join(field, "pid"), 1, 2 ** 22));
+  if (o.cgroup !== undefined) set("cgroup", r.string(o.cgroup, join(field, "cgroup")));
+  if (o.libraryPath !== undefined) set("libraryPath", r.string(o.libraryPath, join(field, "libraryPath")));
   if (Object.keys(sel).length === 0 && r.issues.every((i) => !i.field.startsWith(field))) {
     r.bad(
       field,
@@ -163,10 +91,10 @@ function readSelector(r: Reader, v: unknown, field: string): SelectorConfig {
 }
 
 function readProbe(r: Reader, v: unknown, field: string): ProbeConfig | undefined {
-  const o = r.obj(v, field);
+  const o = r.mapping(v, field);
   if (!o) return undefined;
   r.known(o, field, ["name", "tcp", "http", "exec", "timeoutMs"]);
-  const name = r.str(o.name, join(field, "name"));
+  const name = r.string(o.name, join(field, "name")) ?? "";
   const timeoutMs = r.int(o.timeoutMs, join(field, "timeoutMs"), 1, 60_000, 1000);
   const kinds = (["tcp", "http", "exec"] as const).filter((k) => o[k] !== undefined);
   if (kinds.length !== 1) {
@@ -175,22 +103,22 @@ function readProbe(r: Reader, v: unknown, field: string): ProbeConfig | undefine
   }
   const kind = kinds[0];
   if (kind === "tcp") {
-    const t = r.obj(o.tcp, join(field, "tcp"));
+    const t = r.mapping(o.tcp, join(field, "tcp"));
     if (!t) return undefined;
     r.known(t, join(field, "tcp"), ["host", "port"]);
     return {
       name,
       kind,
-      host: r.str(t.host, join(field, "tcp.host"), "127.0.0.1"),
-      port: r.int(t.port, join(field, "tcp.port"), 1, 65535),
+      host: r.string(t.host, join(field, "tcp.host"), "127.0.0.1"),
+      port: r.int(t.port, join(field, "tcp.port"), 1, 65535) ?? 1,
       timeoutMs,
     };
   }
   if (kind === "http") {
-    const h = r.obj(o.http, join(field, "http"));
+    const h = r.mapping(o.http, join(field, "http"));
     if (!h) return undefined;
     r.known(h, join(field, "http"), ["url", "expectStatus"]);
-    const url = r.str(h.url, join(field, "http.url"));
+    const url = r.string(h.url, join(field, "http.url")) ?? "";
     if (url && !/^https?:\/\//.test(url))
       r.bad(join(field, "http.url"), `expected an http:// or https:// URL, got "${url}"`);
     return {
@@ -206,7 +134,7 @@ function readProbe(r: Reader, v: unknown, field: string): ProbeConfig | undefine
 }
 
 function readHooks(r: Reader, v: unknown, field: string): HooksConfig {
-  const o = r.obj(v, field, false);
+  const o = v === undefined ? undefined : r.mapping(v, field);
   if (!o) return {};
   r.known(o, field, ["promote", "demote", "timeoutMs"]);
   const timeoutMs = r.int(o.timeoutMs, join(field, "timeoutMs"), 1, 600_000, 10_000);
@@ -219,14 +147,14 @@ function readHooks(r: Reader, v: unknown, field: string): HooksConfig {
 }
 
 function readRole(r: Reader, v: unknown, intervalMs: number): RoleSource {
-  const o = r.obj(v, "role");
+  const o = r.mapping(v, "role");
   const fallback: RoleSource = { source: "static", role: "standby", hooks: {} };
   if (!o) return fallback;
-  const source = r.oneOf(o.source, "role.source", ["static", "external", "managed"] as const);
+  const source = r.oneOf(o.source, "role.source", ["static", "external", "managed"] as const) ?? "static";
   const hooks = readHooks(r, o.hooks, "role.hooks");
   if (source === "static") {
     r.known(o, "role", ["source", "role", "hooks"]);
-    return { source, role: r.oneOf(o.role, "role.role", ["active", "standby"] as const), hooks };
+    return { source, role: r.oneOf(o.role, "role.role", ["active", "standby"] as const) ?? "active", hooks };
   }
   if (source === "external") {
     r.known(o, "role", ["source", "command", "file", "pollMs", "hooks"]);
@@ -258,19 +186,19 @@ function readRole(r: Reader, v: unknown, intervalMs: number): RoleSource {
       `expected at most half of role.demoteAfterMs (${demoteAfterMs}) so one lost renewal does not demote, got ${renewMs}`,
     );
   }
-  const bucket = r.str(o.bucket, "role.bucket", "hotpatch_roles");
-  if (!/^[A-Za-z0-9_-]+$/.test(bucket))
+  const bucket = r.string(o.bucket, "role.bucket", DEFAULT_ROLE_BUCKET);
+  if (!BUCKET_PATTERN.test(bucket))
     r.bad("role.bucket", `expected a KV bucket name (letters, digits, '-', '_'), got "${bucket}"`);
   return { source, leaseTtlMs, renewMs, demoteAfterMs, bucket, hooks };
 }
 
 /** The parts every scrape has: timeout, the allow-list of names, the sample cap. */
-function readScrapeCommon(r: Reader, o: Obj, field: string) {
+function readScrapeCommon(r: Reader, o: Mapping, field: string) {
   const timeoutMs = r.int(o.timeoutMs, join(field, "timeoutMs"), 1, 60_000, 1000);
   const maxSamples = r.int(o.maxSamples, join(field, "maxSamples"), 1, 10_000, 100);
   let names: string[] | null = null;
   if (o.names !== undefined) {
-    const list = r.list(o.names, join(field, "names"));
+    const list = r.list(o.names, join(field, "names")) ?? [];
     if (Array.isArray(o.names) && list.length === 0)
       r.bad(join(field, "names"), "expected at least one metric name (leave names out to keep every sample)");
     names = list.map((n, i) => {
@@ -290,11 +218,11 @@ function readScrapeCommon(r: Reader, o: Obj, field: string) {
 }
 
 function readScrape(r: Reader, kind: "http" | "exec", v: unknown, field: string): ScrapeConfig | undefined {
-  const o = r.obj(v, field);
+  const o = r.mapping(v, field);
   if (!o) return undefined;
   if (kind === "http") {
     r.known(o, field, ["url", "timeoutMs", "names", "maxSamples"]);
-    const url = r.str(o.url, join(field, "url"));
+    const url = r.string(o.url, join(field, "url")) ?? "";
     if (url && !/^https?:\/\/[^\s/]+/.test(url))
       r.bad(join(field, "url"), `expected an http:// or https:// URL of a metrics page, got "${url}"`);
     return { kind, url, ...readScrapeCommon(r, o, field) };
@@ -312,7 +240,7 @@ function readScrape(r: Reader, kind: "http" | "exec", v: unknown, field: string)
 }
 
 function readServiceMetrics(r: Reader, v: unknown, field: string): ServiceMetricsConfig {
-  const o = r.obj(v, field, false) ?? {};
+  const o = (v === undefined ? undefined : r.mapping(v, field)) ?? {};
   r.known(o, field, ["intervalMs", "maxAgeMs", "process", "http", "exec"]);
   const intervalMs = r.int(o.intervalMs, join(field, "intervalMs"), 50, 600_000, 1000);
   const scrapes = (["http", "exec"] as const)
@@ -332,7 +260,7 @@ function readServiceMetrics(r: Reader, v: unknown, field: string): ServiceMetric
 }
 
 function readService(r: Reader, v: unknown, field: string): ServiceConfig | undefined {
-  const o = r.obj(v, field);
+  const o = r.mapping(v, field);
   if (!o) return undefined;
   r.known(o, field, ["name", "process", "probes", "metrics"]);
   const probes = r
@@ -347,33 +275,15 @@ function readService(r: Reader, v: unknown, field: string): ServiceConfig | unde
   };
 }
 
-function readSecurity(r: Reader, g: Obj): GrpcSecurity {
-  const insecure = r.bool(g.insecure, "grpc.insecure", false);
-  if (insecure) {
-    if (g.tls !== undefined) r.bad("grpc.tls", "expected no tls section when grpc.insecure is true (pick one)");
-    return { kind: "insecure" };
-  }
-  if (g.tls === undefined) {
-    r.bad("grpc.tls", "mTLS is required: give ca, cert and key files, or set grpc.insecure: true for a lab");
-    return { kind: "insecure" };
-  }
-  const t = r.obj(g.tls, "grpc.tls");
-  if (!t) return { kind: "insecure" };
-  r.known(t, "grpc.tls", ["ca", "cert", "key"]);
-  return {
-    kind: "mtls",
-    files: {
-      ca: r.file(t.ca, "grpc.tls.ca"),
-      cert: r.file(t.cert, "grpc.tls.cert"),
-      key: r.file(t.key, "grpc.tls.key"),
-    },
-  };
+function readSecurity(r: Reader, g: Mapping): GrpcSecurity {
+  const tls = r.tls(g, "grpc");
+  return tls === "insecure" ? { kind: "insecure" } : { kind: "mtls", files: tls };
 }
 
 /** Validates an already-parsed configuration document. `source` names it in errors; relative paths resolve against `baseDir`. */
 export function parseConfig(doc: unknown, source = "config", baseDir = process.cwd()): AgentConfig {
   const r = new Reader(baseDir);
-  const o = r.obj(doc, "(top level)") ?? {};
+  const o = r.mapping(doc, "(top level)") ?? {};
   r.known(o, "", [
     "node",
     "pair",
@@ -392,21 +302,21 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     "safetyTimeoutMs",
     "logLevel",
   ]);
-  const g = r.obj(o.grpc, "grpc") ?? {};
+  const g = r.mapping(o.grpc, "grpc") ?? {};
   r.known(g, "grpc", ["listen", "tls", "insecure", "maxBundleBytes"]);
-  const n = r.obj(o.nats, "nats") ?? {};
+  const n = r.mapping(o.nats, "nats") ?? {};
   r.known(n, "nats", ["servers"]);
-  const servers = r.list(n.servers, "nats.servers").map((s, i) => {
+  const servers = (r.list(n.servers, "nats.servers") ?? []).map((s, i) => {
     const f = `nats.servers[${i}]`;
     if (typeof s === "string" && /^(nats|tls):\/\/[^\s]+:\d+$/.test(s)) return s;
     r.bad(f, `expected a URL like nats://127.0.0.1:4222, got ${JSON.stringify(s)}`);
     return "";
   });
   if (Array.isArray(n.servers) && n.servers.length === 0) r.bad("nats.servers", "expected at least one server URL");
-  const h = r.obj(o.heartbeat, "heartbeat", false) ?? {};
+  const h = (o.heartbeat === undefined ? undefined : r.mapping(o.heartbeat, "heartbeat")) ?? {};
   r.known(h, "heartbeat", ["intervalMs", "peerLossBeats"]);
   const intervalMs = r.int(h.intervalMs, "heartbeat.intervalMs", 10, 60_000, 250);
-  const allow = r.list(o.allow, "allow").map((p, i) => {
+  const allow = (r.list(o.allow, "allow") ?? []).map((p, i) => {
     if (typeof p === "string" && path.isAbsolute(p)) return p;
     r.bad(
       `allow[${i}]`,
@@ -414,9 +324,11 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
     );
     return "";
   });
-  const m = r.obj(o.metrics, "metrics", false);
+  const m = o.metrics === undefined ? undefined : r.mapping(o.metrics, "metrics");
   if (m) r.known(m, "metrics", ["listen"]);
-  const debugDirs = r.list(o.debugDirs, "debugDirs", ["/usr/lib/debug"]).map((d, i) => r.file(d, `debugDirs[${i}]`));
+  const debugDirs = r
+    .list(o.debugDirs, "debugDirs", ["/usr/lib/debug"])
+    .map((d, i) => r.file(d, `debugDirs[${i}]`) ?? "");
   const config: AgentConfig = {
     source,
     node: r.name(o.node, "node"),
@@ -435,9 +347,9 @@ export function parseConfig(doc: unknown, source = "config", baseDir = process.c
       .map((s, i) => readService(r, s, `services[${i}]`))
       .filter((s): s is ServiceConfig => s !== undefined),
     allow,
-    bundleDir: r.file(o.bundleDir, "bundleDir"),
-    trustedKeys: r.list(o.trustedKeys, "trustedKeys", []).map((k, i) => r.file(k, `trustedKeys[${i}]`)),
-    auditLog: r.file(o.auditLog, "auditLog"),
+    bundleDir: r.file(o.bundleDir, "bundleDir") ?? "",
+    trustedKeys: r.list(o.trustedKeys, "trustedKeys", []).map((k, i) => r.file(k, `trustedKeys[${i}]`) ?? ""),
+    auditLog: r.file(o.auditLog, "auditLog") ?? "",
     metricsListen: m ? r.hostPort(m.listen, "metrics.listen") : null,
     debugDirs,
     safetyTimeoutMs: r.int(o.safetyTimeoutMs, "safetyTimeoutMs", 1, 600_000, 2000),

@@ -134,7 +134,7 @@ async function* chunksOf(
     }
     const part = next.value.part;
     if (part?.$case !== "chunk")
-      throw new AgentError("EINVALID_ARGUMENT", "StageBundle: only chunks may follow the header");
+      throw new AgentError("EBAD_ARGUMENT", "StageBundle: only chunks may follow the header");
     yield part.value;
   }
 }
@@ -161,7 +161,7 @@ export function grpcHandlers(svc: AgentService): AgentServiceServer {
         const part = first.done ? undefined : first.value.part;
         if (part?.$case !== "header")
           throw new AgentError(
-            "EINVALID_ARGUMENT",
+            "EBAD_ARGUMENT",
             "StageBundle: the first message must be the header (bundle_id, size, sha256)",
           );
         const h = part.value;

@@ -4,7 +4,7 @@ import { AgentError, type AgentErrorCode } from "../errors.js";
 
 const byCode: Record<AgentErrorCode, status> = {
   ECONFIG: status.INTERNAL,
-  EINVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  EBAD_ARGUMENT: status.INVALID_ARGUMENT,
   ENOT_ALLOWED: status.PERMISSION_DENIED,
   ENOT_STAGED: status.FAILED_PRECONDITION,
   ENOT_FOUND: status.NOT_FOUND,

@@ -3,7 +3,7 @@
  * and reports the peer lost after `lossBeats` intervals without one, and seen again when it returns.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Heartbeat } from "../../proto/index.js";
+import { Heartbeat, pairHeartbeatSubjects } from "../../proto/index.js";
 import type { AgentMetrics } from "../metrics/metrics.js";
 
 /** What the watch knows about the peer. */
@@ -31,7 +31,7 @@ export class PeerWatch {
   }
 
   start(): void {
-    this.sub = this.nc.subscribe(`hotpatch.hb.${this.id.cluster}.${this.id.pair}.*`, {
+    this.sub = this.nc.subscribe(pairHeartbeatSubjects(this.id.cluster, this.id.pair), {
       callback: (err, msg) => {
         if (err) return;
         let hb: Heartbeat;

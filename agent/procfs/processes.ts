@@ -96,29 +96,26 @@ export class BuildIdCache {
   }
 }
 
-/** Throws EINVALID_ARGUMENT for a selector that could not mean anything precise. */
+/** Throws EBAD_ARGUMENT for a selector that could not mean anything precise. */
 export function checkSelector(sel: Selector): void {
   const given = Object.entries(sel).filter(([, v]) => v !== undefined && v !== "" && v !== 0);
   if (given.length === 0) {
     throw new AgentError(
-      "EINVALID_ARGUMENT",
+      "EBAD_ARGUMENT",
       "empty process selector: set at least one of exe_path, build_id, pid, cgroup, library_path (an empty selector matches nothing, by design)",
     );
   }
   if (sel.exePath && !sel.exePath.startsWith("/")) {
-    throw new AgentError("EINVALID_ARGUMENT", `selector exe_path must be an absolute path, got "${sel.exePath}"`);
+    throw new AgentError("EBAD_ARGUMENT", `selector exe_path must be an absolute path, got "${sel.exePath}"`);
   }
   if (sel.libraryPath && !sel.libraryPath.startsWith("/")) {
-    throw new AgentError(
-      "EINVALID_ARGUMENT",
-      `selector library_path must be an absolute path, got "${sel.libraryPath}"`,
-    );
+    throw new AgentError("EBAD_ARGUMENT", `selector library_path must be an absolute path, got "${sel.libraryPath}"`);
   }
   if (sel.buildId && !/^[0-9a-f]{2,128}$/.test(sel.buildId)) {
-    throw new AgentError("EINVALID_ARGUMENT", `selector build_id must be lowercase hex, got "${sel.buildId}"`);
+    throw new AgentError("EBAD_ARGUMENT", `selector build_id must be lowercase hex, got "${sel.buildId}"`);
   }
   if (sel.cgroup && !sel.cgroup.startsWith("/")) {
-    throw new AgentError("EINVALID_ARGUMENT", `selector cgroup must start with '/', got "${sel.cgroup}"`);
+    throw new AgentError("EBAD_ARGUMENT", `selector cgroup must start with '/', got "${sel.cgroup}"`);
   }
 }
 

@@ -1,7 +1,7 @@
 /** Builds the role controller the configuration asks for. */
 import type { NatsConnection } from "@nats-io/transport-node";
+import { pairLeaseKey } from "../../proto/index.js";
 import type { AgentConfig } from "../config/types.js";
-import { leaseKey } from "../heartbeat/subjects.js";
 import { ExternalRole } from "./external_role.js";
 import { ManagedRole } from "./managed_role.js";
 import { StaticRole } from "./static_role.js";
@@ -28,7 +28,7 @@ export function makeRole(
     nc,
     {
       node: config.node,
-      key: leaseKey(config),
+      key: pairLeaseKey(config),
       bucket: r.bucket,
       leaseTtlMs: r.leaseTtlMs,
       renewMs: r.renewMs,

@@ -13,6 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import { afterPendingIo } from "../../common/index.js";
+import type { PairLeaseValue } from "../../proto/index.js";
 import type { HooksConfig, RoleName } from "../config/types.js";
 import { AgentError } from "../errors.js";
 import { DeadManFence } from "./dead_man_fence.js";
@@ -20,16 +21,6 @@ import { runCommand } from "./hooks.js";
 import { RoleState } from "./role_state.js";
 import { Serial } from "./serial.js";
 import type { NodeRole, RoleController, RoleListener } from "./types.js";
-
-/** The lease value stored in KV. */
-export interface LeaseValue {
-  /** Node holding the lease, "" when released. */
-  holder: string;
-  /** When the lease expires unless renewed, ms since the epoch (informational across hosts; also checked). */
-  expiresAtMs: number;
-  /** Node that released it (on a switchover), when holder is "". */
-  releasedBy?: string;
-}
 
 /** Settings of the lease. */
 export interface LeaseSettings {
@@ -98,11 +89,11 @@ export class ManagedRole implements RoleController {
   }
 
   /** The lease as stored now (for status and tests), or null. */
-  async readLease(): Promise<LeaseValue | null> {
+  async readLease(): Promise<PairLeaseValue | null> {
     const kv = await this.bucket();
     const e = await kv.get(this.s.key);
     if (e?.operation !== "PUT" || e.length === 0) return null;
-    return e.json<LeaseValue>();
+    return e.json<PairLeaseValue>();
   }
 
   async start(): Promise<void> {
@@ -204,7 +195,7 @@ export class ManagedRole implements RoleController {
         this.watcher = it;
         if (this.stopped) it.stop();
         for await (const e of it) {
-          const released = e.operation !== "PUT" || e.length === 0 || e.json<LeaseValue>().holder === "";
+          const released = e.operation !== "PUT" || e.length === 0 || e.json<PairLeaseValue>().holder === "";
           if (released && this.view.kind !== "holding") this.step();
         }
       } catch (err) {
@@ -214,7 +205,7 @@ export class ManagedRole implements RoleController {
     }
   }
 
-  private encode(v: LeaseValue): string {
+  private encode(v: PairLeaseValue): string {
     return JSON.stringify(v);
   }
 
@@ -351,7 +342,7 @@ export class ManagedRole implements RoleController {
       }
       return;
     }
-    const v = entry.json<LeaseValue>();
+    const v = entry.json<PairLeaseValue>();
     // After a voluntary release this node leaves the lease to its peer for one ttl (unless forced).
     const cooling = !force && now - this.releasedAt < this.s.leaseTtlMs;
     const free = (v.holder === this.s.node || v.holder === "") && !cooling;

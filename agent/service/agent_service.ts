@@ -3,6 +3,8 @@
  * (who asks, a signal that fires at the deadline or on cancel) and throws AgentError with a stable code.
  */
 import { hostname } from "node:os";
+import { patchSpecOf } from "../../bundle/index.js";
+import { codeOf } from "../../common/index.js";
 import { readTargetObjects } from "../../native/index.js";
 import {
   type ApplyRequest,
@@ -74,14 +76,6 @@ function consistencyOf(c: ProtoConsistency): Consistency {
   return c === ProtoConsistency.CONSISTENCY_ENTRY ? "entry" : "strict";
 }
 
-function codeOf(err: unknown): string {
-  const e = err as { code?: unknown; name?: unknown };
-  if (typeof e?.code === "string") return e.code;
-  if (e?.name === "TimeoutError") return "EDEADLINE";
-  if (e?.name === "AbortError") return "ECANCELLED";
-  return "EINTERNAL";
-}
-
 function outcomeName(o: Outcome): string {
   return (
     (
@@ -94,6 +88,23 @@ function outcomeName(o: Outcome): string {
     )[o] ?? "unspecified"
   );
 }
+
+/** Per-process results as the audit log records them. */
+function auditProcesses(results: ProcessResult[]): NonNullable<AuditRecord["processes"]> {
+  return results.map((r) => ({
+    pid: r.pid,
+    outcome: outcomeName(r.outcome),
+    ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+  }));
+}
+
+/** A process left alone by a request, and why. */
+function skippedResult(pid: number, errorCode: string, message: string): ProcessResult {
+  return { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode, message, pauseUs: 0 };
+}
+
+/** A process a request did not reach before its deadline. */
+const NOT_REACHED = "the request's deadline passed before this process was reached";
 
 const parallelism = 4;
 
@@ -247,7 +258,7 @@ export class AgentService {
     const skipped = found.flatMap(({ p, t }) => {
       if ("file" in t) return [];
       this.d.metrics.patchOps.inc({ op, outcome: "skipped" });
-      return [{ pid: p.pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: t.code, message: t.message, pauseUs: 0 }];
+      return [skippedResult(p.pid, t.code, t.message)];
     });
     return { targets: found.filter(({ t }) => "file" in t).map(({ p }) => p), skipped };
   }
@@ -311,29 +322,19 @@ export class AgentService {
         if (outcome === Outcome.OUTCOME_FAILED) this.d.metrics.failures.inc({ op: "apply", code: errorCode });
         return { pid: p.pid, outcome, errorCode, message, pauseUs };
       };
-      if (signal?.aborted)
-        return result(
-          Outcome.OUTCOME_SKIPPED,
-          "EDEADLINE",
-          "the request's deadline passed before this process was reached",
-        );
+      if (signal?.aborted) return result(Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED);
       const present = await this.readPatches(p.pid);
       if (present.some((r) => r.id === bundle.id && r.state === "active")) {
         this.states.set(p.pid, toProcessPatches(p.pid, present));
         return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
       }
       try {
-        const r = await this.d.engine.applyPatch(
-          p.pid,
-          {
-            id: bundle.id,
-            soPath: bundle.soPath,
-            functions: bundle.manifest.functions,
-            // "auto" in a hand-written manifest: the mmap loader handles C and C++ alike.
-            loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
-          },
-          { consistency, safetyTimeoutMs, debugDirs: this.d.config.debugDirs, ...(signal ? { signal } : {}) },
-        );
+        const r = await this.d.engine.applyPatch(p.pid, patchSpecOf(bundle.manifest, bundle.soPath), {
+          consistency,
+          safetyTimeoutMs,
+          debugDirs: this.d.config.debugDirs,
+          ...(signal ? { signal } : {}),
+        });
         this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
         if (!r.changed) return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already active in ${p.pid}`);
         this.d.metrics.pauseUs.observe({ op: "apply" }, r.pauseUs);
@@ -394,12 +395,7 @@ export class AgentService {
           );
         return results;
       },
-      (rs) =>
-        rs.map((r) => ({
-          pid: r.pid,
-          outcome: outcomeName(r.outcome),
-          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-        })),
+      auditProcesses,
     );
   }
 
@@ -417,54 +413,47 @@ export class AgentService {
         const bundle = await this.d.store.require(req.bundleId);
         await this.follow.remove(bundle.id);
         const { targets, skipped } = await this.partition(await this.selectTargets(sel, ctx), bundle, "revert");
-        const done = await mapLimit(targets, parallelism, (p) =>
-          this.locks.run(p.pid, async () => {
-            const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
-              this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
-              return { pid: p.pid, outcome, errorCode, message, pauseUs };
-            };
-            if (ctx.signal.aborted)
-              return result(
-                Outcome.OUTCOME_SKIPPED,
-                "EDEADLINE",
-                "the request's deadline passed before this process was reached",
-              );
-            const present = (await this.readPatches(p.pid)).find((r) => r.id === bundle.id);
-            if (!present)
-              return result(Outcome.OUTCOME_SKIPPED, "ENOT_FOUND", `${bundle.id} is not present in process ${p.pid}`);
-            if (present.state !== "active" && !req.unload)
-              return result(Outcome.OUTCOME_ALREADY, "", `${bundle.id} is already ${present.state} in ${p.pid}`);
-            try {
-              const r = await this.d.engine.revertPatch(p.pid, bundle.id, {
-                unload: req.unload,
-                debugDirs: this.d.config.debugDirs,
-                signal: ctx.signal,
-              });
-              this.d.metrics.pauseUs.observe({ op: "revert" }, r.pauseUs);
-              this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
-              this.d.events.emit({
-                kind: "patch.reverted",
-                patchId: bundle.id,
-                pid: p.pid,
-                state: req.unload ? PatchState.PATCH_STATE_UNLOADED : PatchState.PATCH_STATE_INACTIVE,
-                actor: ctx.actor,
-              });
-              return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
-            } catch (err) {
-              this.d.metrics.failures.inc({ op: "revert", code: codeOf(err) });
-              return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
-            }
-          }),
-        );
+        const done = await mapLimit(targets, parallelism, (p) => this.revertOne(p, bundle.id, req.unload, ctx));
         return [...done, ...skipped].sort((a, b) => a.pid - b.pid);
       },
-      (rs) =>
-        rs.map((r) => ({
-          pid: r.pid,
-          outcome: outcomeName(r.outcome),
-          ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-        })),
+      auditProcesses,
     );
+  }
+
+  /** Reverts patch `bundleId` in one process (serialised per process); never throws. */
+  private revertOne(p: ProcessFacts, bundleId: string, unload: boolean, ctx: CallContext): Promise<ProcessResult> {
+    return this.locks.run(p.pid, async () => {
+      const result = (outcome: Outcome, errorCode = "", message = "", pauseUs = 0): ProcessResult => {
+        this.d.metrics.patchOps.inc({ op: "revert", outcome: outcomeName(outcome) });
+        return { pid: p.pid, outcome, errorCode, message, pauseUs };
+      };
+      if (ctx.signal.aborted) return result(Outcome.OUTCOME_SKIPPED, "EDEADLINE", NOT_REACHED);
+      const present = (await this.readPatches(p.pid)).find((r) => r.id === bundleId);
+      if (!present)
+        return result(Outcome.OUTCOME_SKIPPED, "ENOT_FOUND", `${bundleId} is not present in process ${p.pid}`);
+      if (present.state !== "active" && !unload)
+        return result(Outcome.OUTCOME_ALREADY, "", `${bundleId} is already ${present.state} in ${p.pid}`);
+      try {
+        const r = await this.d.engine.revertPatch(p.pid, bundleId, {
+          unload,
+          debugDirs: this.d.config.debugDirs,
+          signal: ctx.signal,
+        });
+        this.d.metrics.pauseUs.observe({ op: "revert" }, r.pauseUs);
+        this.states.set(p.pid, toProcessPatches(p.pid, await this.readPatches(p.pid)));
+        this.d.events.emit({
+          kind: "patch.reverted",
+          patchId: bundleId,
+          pid: p.pid,
+          state: unload ? PatchState.PATCH_STATE_UNLOADED : PatchState.PATCH_STATE_INACTIVE,
+          actor: ctx.actor,
+        });
+        return result(Outcome.OUTCOME_DONE, "", "", r.pauseUs);
+      } catch (err) {
+        this.d.metrics.failures.inc({ op: "revert", code: codeOf(err) });
+        return result(Outcome.OUTCOME_FAILED, codeOf(err), (err as Error).message);
+      }
+    });
   }
 
   async status(ctx: CallContext): Promise<StatusResponse> {
@@ -488,7 +477,7 @@ export class AgentService {
       { action: "switchover", requestedBy, request: { targetRole: name ?? target } },
       ctx,
       async () => {
-        if (!name) throw new AgentError("EINVALID_ARGUMENT", "target_role must be ROLE_ACTIVE or ROLE_STANDBY");
+        if (!name) throw new AgentError("EBAD_ARGUMENT", "target_role must be ROLE_ACTIVE or ROLE_STANDBY");
         const role = await this.d.role.switchover(name, ctx.signal);
         return { previous, role };
       },
@@ -508,17 +497,10 @@ export class AgentService {
       if (!bundle) continue;
       const target = await this.targetFile(p, bundle);
       let r: ProcessResult;
-      if (!("file" in target))
-        r = { pid, outcome: Outcome.OUTCOME_SKIPPED, errorCode: target.code, message: target.message, pauseUs: 0 };
-      else if (!this.d.allow.allows(target.file)) {
-        r = {
-          pid,
-          outcome: Outcome.OUTCOME_SKIPPED,
-          errorCode: "ENOT_ALLOWED",
-          message: `${target.file} is not on the allow-list`,
-          pauseUs: 0,
-        };
-      } else {
+      if (!("file" in target)) r = skippedResult(pid, target.code, target.message);
+      else if (!this.d.allow.allows(target.file))
+        r = skippedResult(pid, "ENOT_ALLOWED", `${target.file} is not on the allow-list`);
+      else {
         r = await this.applyOne(p, bundle, rule.consistency, rule.safetyTimeoutMs, rule.actor);
         if (r.outcome === Outcome.OUTCOME_DONE) this.d.metrics.followDelayMs.observe(performance.now() - execAt);
       }
@@ -527,7 +509,7 @@ export class AgentService {
         actor: rule.actor,
         action: "auto-apply",
         request: { bundleId: rule.bundleId, selector: rule.selector, trigger: "exec" },
-        processes: [{ pid, outcome: outcomeName(r.outcome), ...(r.errorCode ? { errorCode: r.errorCode } : {}) }],
+        processes: auditProcesses([r]),
         result: r.outcome === Outcome.OUTCOME_FAILED ? r.errorCode : "ok",
       });
     }
@@ -555,10 +537,6 @@ export class PartialResults extends AgentError {
   }
 
   get processes(): NonNullable<AuditRecord["processes"]> {
-    return this.results.map((r) => ({
-      pid: r.pid,
-      outcome: outcomeName(r.outcome),
-      ...(r.errorCode ? { errorCode: r.errorCode } : {}),
-    }));
+    return auditProcesses(this.results);
   }
 }

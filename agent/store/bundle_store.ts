@@ -42,17 +42,17 @@ export class BundleStore {
   checkHeader(h: UploadHeader): void {
     if (!idRe.test(h.bundleId)) {
       throw new AgentError(
-        "EINVALID_ARGUMENT",
+        "EBAD_ARGUMENT",
         `bundle id "${h.bundleId}" is not valid: use 1-128 letters, digits, '.', '-', '_', starting with a letter or digit`,
       );
     }
     if (!/^[0-9a-f]{64}$/.test(h.sha256)) {
-      throw new AgentError("EINVALID_ARGUMENT", `bundle ${h.bundleId}: header sha256 must be 64 lowercase hex digits`, {
+      throw new AgentError("EBAD_ARGUMENT", `bundle ${h.bundleId}: header sha256 must be 64 lowercase hex digits`, {
         bundleId: h.bundleId,
       });
     }
     if (!(h.size > 0))
-      throw new AgentError("EINVALID_ARGUMENT", `bundle ${h.bundleId}: header size must be > 0`, {
+      throw new AgentError("EBAD_ARGUMENT", `bundle ${h.bundleId}: header size must be > 0`, {
         bundleId: h.bundleId,
       });
     if (h.size > this.maxBytes) {
@@ -148,7 +148,7 @@ export class BundleStore {
 
   /** A stored bundle, or ENOT_STAGED naming what to do. */
   async require(id: string): Promise<VerifiedBundle> {
-    if (!idRe.test(id)) throw new AgentError("EINVALID_ARGUMENT", `bundle id "${id}" is not valid`, { bundleId: id });
+    if (!idRe.test(id)) throw new AgentError("EBAD_ARGUMENT", `bundle id "${id}" is not valid`, { bundleId: id });
     const b = await this.get(id);
     if (!b)
       throw new AgentError("ENOT_STAGED", `bundle ${id} is not staged on this host; stage it first (StageBundle)`, {

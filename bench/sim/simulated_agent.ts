@@ -9,6 +9,7 @@ import {
   type AgentServiceServer,
   AgentServiceService,
   Heartbeat,
+  heartbeatSubject,
   Outcome,
   PatchState,
   Role,
@@ -108,7 +109,7 @@ export async function startSimulatedAgent(o: SimulatedAgentOptions): Promise<Sim
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const address = `127.0.0.1:${port}`;
-  const subject = `hotpatch.hb.${o.cluster}.${o.pair}.${o.node}`;
+  const subject = heartbeatSubject(o);
   const beat = () => {
     seq++;
     const hb = Heartbeat.fromPartial({

@@ -26,7 +26,7 @@ import { type CompileUnit, compileUnit, copyTree, discoverUnits, unitDependencie
 import type { DiffBuildOptions, DiffBuildResult, PatchedFunctionReport } from "./types.js";
 import { applyDiffToTree, type FileDiff, lineMap, parseUnifiedDiff } from "./unified_diff.js";
 
-const args = (message: string) => new BundleError("EBUILD_ARGS", message);
+const args = (message: string) => new BundleError("EBAD_ARGUMENT", message);
 
 /** Runs `fn` over `items`, `limit` at a time. */
 async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -1,4 +1,5 @@
 /** How commands talk to the user: human text, or one JSON document per line with `--json`. */
+import { codeOf } from "../../common/index.js";
 import { ExitCode } from "./exit_codes.js";
 
 /** Where a command writes; tests give their own streams. */
@@ -49,8 +50,7 @@ export function createOutput(json: boolean, stdout = process.stdout, stderr = pr
     },
     fail(err, exitCode) {
       // Every hotpatch error class carries a stable string code; anything else is our own bug.
-      const raw = (err as { code?: unknown } | null)?.code;
-      const code = typeof raw === "string" && /^E[A-Z0-9_]+$/.test(raw) ? raw : "EINTERNAL";
+      const code = codeOf(err);
       const message = err instanceof Error ? err.message : String(err);
       if (json) stderr.write(`${toJson({ error: { code, message } })}\n`);
       else stderr.write(`hotpatch: error [${code}]: ${message}\n`);

@@ -1,5 +1,7 @@
 /** Errors of the cluster view. Each carries a stable `code`, a `context` object and the `cause`. */
 
+import { CodedError } from "../../common/index.js";
+
 /** Stable codes of cluster view errors. */
 export type ClusterErrorCode =
   /** The NATS server could not be reached. */
@@ -7,14 +9,7 @@ export type ClusterErrorCode =
   /** A cluster, pair or node name cannot be used in a NATS subject or KV key. */
   | "EBAD_NAME";
 
-export class ClusterError extends Error {
+/** A failure with a stable code, what it was about, and its cause. */
+export class ClusterError extends CodedError<ClusterErrorCode> {
   override readonly name = "ClusterError";
-  constructor(
-    readonly code: ClusterErrorCode,
-    message: string,
-    readonly context: Record<string, unknown> = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

@@ -4,8 +4,9 @@
  * skew never makes a silent node look alive; a node that stops sending only grows older.
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Heartbeat, PatchState, Role } from "../../proto/index.js";
-import { heartbeatWildcard } from "./names.js";
+import { clusterHeartbeatSubjects, Heartbeat, PatchState, parseHeartbeatSubject, Role } from "../../proto/index.js";
+import { judgePair, liveness, type NodeHealth, nodeHealth, type PairJudgement } from "./health.js";
+import { checkName } from "./names.js";
 import type { Liveness, NodeRole, NodeView, PatchView, ServiceView } from "./types.js";
 
 const MAX_GAPS = 16;
@@ -31,19 +32,6 @@ function patchStateName(state: PatchState): string {
     default:
       return "unknown";
   }
-}
-
-/**
- * A beat counts as missed once it is this fraction of an interval overdue: timers, the network and a
- * busy reader all add jitter, and a beat 2 ms late is not a missed one.
- */
-const MISSED_GRACE = 0.5;
-
-/** Liveness of a node at `nowMs`. */
-export function liveness(node: NodeView, nowMs: number): Liveness {
-  const ageMs = Math.max(0, nowMs - node.receivedAtMs);
-  const interval = node.intervalMs > 0 ? node.intervalMs : 1000;
-  return { ageMs, missedNow: Math.max(0, Math.floor(ageMs / interval - MISSED_GRACE)) };
 }
 
 /** Builds the next view of a node from its previous view and a new heartbeat. */
@@ -113,7 +101,7 @@ export class ClusterView {
   /** Starts following the heartbeats of `cluster` on `nc`. */
   static watch(nc: NatsConnection, cluster: string, now: () => number = Date.now): ClusterView {
     const view = new ClusterView(cluster, now);
-    view.#sub = nc.subscribe(heartbeatWildcard(cluster), {
+    view.#sub = nc.subscribe(clusterHeartbeatSubjects(checkName("cluster", cluster)), {
       callback: (err, msg) => {
         if (err) return;
         view.#accept(msg.subject, msg.data);
@@ -130,9 +118,9 @@ export class ClusterView {
       this.rejected++;
       return;
     }
-    // The subject is hotpatch.hb.<cluster>.<pair>.<node>; a body that disagrees is not trusted.
-    const [, , cluster, pair, node] = subject.split(".");
-    if (hb.cluster !== this.cluster || cluster !== hb.cluster || pair !== hb.pair || node !== hb.node) {
+    // A body that disagrees with its subject is not trusted.
+    const from = parseHeartbeatSubject(subject);
+    if (hb.cluster !== this.cluster || from?.cluster !== hb.cluster || from.pair !== hb.pair || from.node !== hb.node) {
       this.rejected++;
       return;
     }
@@ -164,6 +152,17 @@ export class ClusterView {
   }
 
   /** Liveness of a node now; undefined when it was never heard. */
+  /** One node judged now (see `nodeHealth`), if it was ever heard. */
+  health(pair: string, node: string, allowedIntervals?: number): NodeHealth | undefined {
+    const n = this.#nodes.get(`${pair}/${node}`);
+    return n ? nodeHealth(n, this.#now(), allowedIntervals) : undefined;
+  }
+
+  /** One pair judged now (see `judgePair`). */
+  judgePair(pair: string, allowedIntervals?: number): PairJudgement {
+    return judgePair(this.pairs().get(pair) ?? [], this.#now(), allowedIntervals);
+  }
+
   liveness(pair: string, node: string): Liveness | undefined {
     const n = this.node(pair, node);
     return n ? liveness(n, this.#now()) : undefined;

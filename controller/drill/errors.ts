@@ -1,9 +1,11 @@
 /** Errors of drills. Each carries a stable `code`, a `context` object and the `cause`. */
 
+import { CodedError } from "../../common/index.js";
+
 /** Stable codes of drill errors. */
 export type DrillErrorCode =
   /** The options are wrong (a bad name, `kill` with a switchover, a timeout out of range, ...). */
-  | "EBAD_OPTION"
+  | "EBAD_ARGUMENT"
   /** No heartbeats from the pair: wrong cluster or pair name, or its agents are down. */
   | "EPAIR_NOT_FOUND"
   /** The pair is not healthy (not exactly one active and one standby heartbeating, or a sick service); a drill must start from a healthy pair. */
@@ -21,16 +23,9 @@ export type DrillErrorCode =
   /** The caller's restore callback failed. */
   | "ERESTORE"
   /** The drill was aborted by its caller or ran out of time elsewhere. */
-  | "EABORTED";
+  | "ECANCELLED";
 
-export class DrillError extends Error {
+/** A failure with a stable code, what it was about, and its cause. */
+export class DrillError extends CodedError<DrillErrorCode> {
   override readonly name = "DrillError";
-  constructor(
-    readonly code: DrillErrorCode,
-    message: string,
-    readonly context: Record<string, unknown> = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

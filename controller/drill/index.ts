@@ -1,5 +1,4 @@
 /** Public face of drills: a switchover or failover on one healthy pair, measured from heartbeats. */
 export { DrillError, type DrillErrorCode } from "./errors.js";
-export { judgePair, type PairJudgement } from "./pair_health.js";
 export { runDrill } from "./run_drill.js";
 export type * from "./types.js";

@@ -1,13 +1,12 @@
 /**
  * Follows one pair's heartbeats during a drill: when each beat was received (monotonic clock),
  * what role it reported and when it was sent, and when a node fell silent for more than
- * ALIVE_BEATS intervals (a timer re-armed by every beat, so silence is seen when it happens, not
+ * ALIVE_INTERVALS intervals (a timer re-armed by every beat, so silence is seen when it happens, not
  * at the next poll). Waits resolve on the event that satisfies them.
  */
 import { afterPendingIo } from "../../common/index.js";
-import type { ClusterView, NodeView } from "../cluster/index.js";
+import { ALIVE_INTERVALS, type ClusterView, type NodeView } from "../cluster/index.js";
 import { DrillError, type DrillErrorCode } from "./errors.js";
-import { ALIVE_BEATS } from "./pair_health.js";
 import type { RoleChange, TimelineRole } from "./types.js";
 
 /** One heartbeat as the drill saw it. */
@@ -54,7 +53,7 @@ export class PairObserver {
     this.#beats.set(n.node, list);
     this.#record(n.node, n.role, at);
     clearTimeout(this.#timers.get(n.node));
-    const gap = ALIVE_BEATS * Math.max(1, n.intervalMs) + 1;
+    const gap = ALIVE_INTERVALS * Math.max(1, n.intervalMs) + 1;
     const timer = setTimeout(() => {
       const silentAt = performance.now();
       // A beat that came while this process was held up is read first: then the node was not silent.
@@ -95,7 +94,7 @@ export class PairObserver {
 
   /**
    * Resolves with `check()`'s first value other than undefined, checked now and after every beat
-   * or silence; rejects with `code` when `signal` aborts (EABORTED when the caller aborted).
+   * or silence; rejects with `code` when `signal` aborts (ECANCELLED when the caller aborted).
    */
   wait<T>(what: string, code: DrillErrorCode, check: () => T | undefined, signal: AbortSignal): Promise<T> {
     return new Promise((resolve, reject) => {
@@ -116,7 +115,7 @@ export class PairObserver {
           timedOut
             ? new DrillError(code, `timed out waiting for ${what}`, { pair: this.pair })
             : new DrillError(
-                "EABORTED",
+                "ECANCELLED",
                 `drill aborted while waiting for ${what}`,
                 { pair: this.pair },
                 {

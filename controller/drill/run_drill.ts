@@ -5,19 +5,18 @@
  */
 import { deadlineSignal } from "../../common/index.js";
 import { planLoad, startLoadgen } from "../../deploy/demo/index.js";
-import { ClusterView, checkName, connectNats, type NodeView } from "../cluster/index.js";
-import { AgentPool } from "../rollout/agents.js";
+import { AgentPool } from "../agents/index.js";
+import { ClusterView, checkName, connectNats, judgePair, type NodeView } from "../cluster/index.js";
 import { DrillError } from "./errors.js";
 import { killExactProcess } from "./local_process.js";
 import { PairObserver } from "./observer.js";
-import { judgePair } from "./pair_health.js";
 import type { DetectedBy, DrillEvent, DrillLoad, DrillOptions, DrillResult, KillTarget, RestartNeed } from "./types.js";
 
 const REQUESTED_BY = "hotpatch drill";
 
 function checkOptions(o: DrillOptions): void {
   const bad = (field: string, message: string) => {
-    throw new DrillError("EBAD_OPTION", `${field}: ${message}`, { field });
+    throw new DrillError("EBAD_ARGUMENT", `${field}: ${message}`, { field });
   };
   for (const [what, v] of [
     ["cluster", o.cluster],
@@ -56,7 +55,7 @@ async function discover(view: ClusterView, pair: string, discoveryMs: number, si
     const ns = nodes();
     if (ns.length === 2 && ns.every((n) => n.received >= 2) && judgePair(ns, view.now()).kind === "healthy") break;
     await new Promise((r) => setTimeout(r, 50));
-    if (signal.aborted) throw new DrillError("EABORTED", "drill aborted while listening for heartbeats", { pair });
+    if (signal.aborted) throw new DrillError("ECANCELLED", "drill aborted while listening for heartbeats", { pair });
   }
   const ns = nodes();
   if (ns.length === 0) {
@@ -195,7 +194,7 @@ class Drill {
         "EPAIR_UNHEALTHY",
         () => {
           if (!fresh(this.active.node) || !fresh(this.standby.node)) return undefined;
-          const j = judgePair(this.view.pairs().get(this.o.pair) ?? [], this.view.now());
+          const j = this.view.judgePair(this.o.pair);
           return j.kind === "healthy" && j.active.node === this.standby.node ? true : undefined;
         },
         bounded.signal,
@@ -375,7 +374,7 @@ class Drill {
     const name = this.o.service ?? (names.length === 1 ? names[0] : undefined);
     if (!name) {
       throw new DrillError(
-        "EBAD_OPTION",
+        "EBAD_ARGUMENT",
         names.length === 0
           ? `${a.node} watches no service; kill its agent instead`
           : `${a.node} watches services ${names.join(", ")}: choose one with service`,
@@ -384,7 +383,7 @@ class Drill {
     }
     const s = a.services.find((x) => x.name === name);
     if (!s) {
-      throw new DrillError("EBAD_OPTION", `${a.node} watches no service ${name} (it watches ${names.join(", ")})`, {
+      throw new DrillError("EBAD_ARGUMENT", `${a.node} watches no service ${name} (it watches ${names.join(", ")})`, {
         node: a.node,
         services: names,
       });

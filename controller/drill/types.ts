@@ -61,7 +61,7 @@ export interface DrillOptions {
   timeoutMs: number;
   /** How long to listen for heartbeats before judging the pair, ms (default 2000). */
   discoveryMs?: number;
-  /** Stops the drill (it then rejects with EABORTED). */
+  /** Stops the drill (it then rejects with ECANCELLED). */
   signal?: AbortSignal;
   /** Called with every step, as it happens. */
   onEvent?: (e: DrillEvent) => void;

@@ -8,17 +8,11 @@ import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { create as tarCreate, list as tarList } from "tar";
+import type { UploadBundle } from "../agents/index.js";
 import { RolloutError } from "./errors.js";
 
 /** A bundle ready to upload. */
-export interface BundleArchive {
-  /** Bundle id from manifest.json. */
-  id: string;
-  /** The .tar bytes. */
-  bytes: Buffer;
-  /** sha256 of `bytes`, lowercase hex. */
-  sha256: string;
-}
+export type BundleArchive = UploadBundle;
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 

@@ -7,70 +7,14 @@
  */
 
 import { setMaxListeners } from "node:events";
-import { afterPendingIo } from "../../common/index.js";
-import { Outcome, Role } from "../../proto/index.js";
-import type { ClusterView } from "../cluster/view.js";
-import type { AgentApi } from "./agents.js";
-import type { BundleArchive } from "./bundle_archive.js";
+import { AgentCallError } from "../agents/index.js";
+import type { EngineDeps, Halt, RolloutOutcome, StepContext, StepResult } from "./engine_types.js";
 import { RolloutError } from "./errors.js";
-import type { RolloutEventBody } from "./events.js";
-import { baselineOf, evaluateGates, firstEnforcedFailure, gateCount } from "./gates.js";
-import type { Failure, GateResult, PairRoles, PairState, RolloutRecord } from "./state_types.js";
+import { finishRun } from "./failure_policy.js";
+import type { Failure, PairState, RolloutRecord } from "./state_types.js";
+import { runStep } from "./step_handlers.js";
 import type { PairStep } from "./steps.js";
-import type { LoadedRollout, RolloutStore } from "./store.js";
-
-/** What the engine needs from the outside. */
-export interface EngineDeps {
-  store: RolloutStore;
-  view: ClusterView;
-  /** The agent of a node. */
-  agent: (node: string) => AgentApi;
-  /** The bundle to stage (read from plan.bundle). */
-  bundle: BundleArchive;
-  /** Receives every event. */
-  emit: (e: RolloutEventBody) => void;
-  /** Audit identity sent to agents. */
-  actor: string;
-  /** How often soaks evaluate gates, ms. */
-  pollMs?: number;
-}
-
-/** How a run ended. */
-export type RolloutOutcome =
-  | { kind: "done" }
-  | { kind: "failed"; failure: Failure; rolledBack: string[]; rollbackErrors: string[] }
-  | { kind: "paused"; failure: Failure | null }
-  | { kind: "aborted"; reason: "requested" | "deadline"; rolledBack: string[]; rollbackErrors: string[] }
-  | { kind: "lease-lost"; error: RolloutError };
-
-type StepResult =
-  | { kind: "ok"; node: string; detail: string }
-  | { kind: "failed"; failure: Failure }
-  | { kind: "halted" };
-
-/** Why the run is stopping, first cause wins. */
-type Halt =
-  | { kind: "failure"; failure: Failure }
-  | { kind: "pause" }
-  | { kind: "abort"; reason: "requested" | "deadline" }
-  | { kind: "lease-lost"; error: RolloutError };
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-function roleName(r: Role): string {
-  return r === Role.ROLE_ACTIVE ? "active" : r === Role.ROLE_STANDBY ? "standby" : "unknown";
-}
+import type { LoadedRollout } from "./store.js";
 
 export class RolloutEngine {
   readonly #record: RolloutRecord;
@@ -181,116 +125,19 @@ export class RolloutEngine {
         };
         await Promise.all(Array.from({ length: Math.min(stage.maxParallel, todo.length) }, worker));
       }
-      return await this.#finish();
+      return await finishRun(
+        {
+          deps: this.deps,
+          record,
+          pairs: this.#pairs,
+          savePair: (p) => this.#savePair(p),
+          saveRecord: () => this.#saveRecord(),
+        },
+        this.#haltReason,
+      );
     } finally {
       clearInterval(deadline);
     }
-  }
-
-  async #finish(): Promise<RolloutOutcome> {
-    const h = this.#haltReason;
-    const record = this.#record;
-    if (!h) {
-      record.status = { kind: "done" };
-      await this.#saveRecord();
-      this.deps.emit({ type: "rollout.done" });
-      return { kind: "done" };
-    }
-    if (h.kind === "lease-lost") return { kind: "lease-lost", error: h.error };
-    // Pairs interrupted between steps stay resumable.
-    for (const s of this.#pairs.values()) {
-      if (s.phase.kind === "running") {
-        s.phase = { kind: "paused", failure: null };
-        await this.#savePair(s);
-      }
-    }
-    if (h.kind === "pause") {
-      const failure = [...this.#pairs.values()].find((s) => s.phase.kind === "failed");
-      const f = failure?.phase.kind === "failed" ? failure.phase.failure : null;
-      if (failure) {
-        failure.phase = { kind: "paused", failure: f };
-        await this.#savePair(failure);
-      }
-      record.status = { kind: "paused", failure: f };
-      await this.#saveRecord();
-      this.deps.emit({ type: "rollout.paused", failure: f });
-      return { kind: "paused", failure: f };
-    }
-    if (h.kind === "abort") {
-      const pairs = [...this.#pairs.values()].filter((s) => s.patched.length > 0 && s.phase.kind !== "rolled-back");
-      const { rolledBack, errors } = await this.#rollback(
-        pairs,
-        h.reason === "deadline" ? "progress deadline passed" : "abort requested",
-      );
-      record.status = { kind: "aborted", reason: h.reason };
-      await this.#saveRecord();
-      this.deps.emit({ type: "rollout.aborted", reason: h.reason, rolledBack });
-      return { kind: "aborted", reason: h.reason, rolledBack, rollbackErrors: errors };
-    }
-    const policy = record.plan.failurePolicy;
-    const failed = this.#pairs.get(h.failure.pair);
-    const pairs =
-      policy === "rollback-all"
-        ? [...this.#pairs.values()].filter((s) => s.patched.length > 0 && s.phase.kind !== "rolled-back")
-        : failed && failed.patched.length > 0
-          ? [failed]
-          : [];
-    const { rolledBack, errors } = await this.#rollback(
-      pairs,
-      `gate ${h.failure.gate} failed on ${h.failure.pair}/${h.failure.node}`,
-    );
-    if (failed && failed.phase.kind !== "rolled-back") {
-      failed.phase = { kind: "rolled-back", failure: h.failure };
-      await this.#savePair(failed);
-    }
-    record.status = { kind: "failed", failure: h.failure };
-    await this.#saveRecord();
-    this.deps.emit({ type: "rollout.failed", failure: h.failure, rolledBack });
-    return { kind: "failed", failure: h.failure, rolledBack, rollbackErrors: errors };
-  }
-
-  /** Reverts the patch on every node these pairs patched, all at once. */
-  async #rollback(pairs: PairState[], reason: string): Promise<{ rolledBack: string[]; errors: string[] }> {
-    const rolledBack: string[] = [];
-    const errors: string[] = [];
-    if (pairs.length === 0) return { rolledBack, errors };
-    this.deps.emit({ type: "rollback.started", pairs: pairs.map((p) => p.pair), reason });
-    // Rollback must not be cancelled by the abort that asked for it.
-    const signal = new AbortController().signal;
-    await Promise.all(
-      pairs.map(async (s) => {
-        let ok = true;
-        await Promise.all(
-          s.patched.map(async (node) => {
-            try {
-              const res = await this.deps
-                .agent(node)
-                .revert(this.#record.bundleId, this.#record.plan.target, this.deps.actor, signal);
-              const bad = res.results.filter((r) => r.outcome === Outcome.OUTCOME_FAILED);
-              const detail = bad.length
-                ? bad.map((r) => `pid ${r.pid}: ${r.errorCode} ${r.message}`).join("; ")
-                : `${res.results.length} process(es) reverted`;
-              if (bad.length) {
-                ok = false;
-                errors.push(`${s.pair}/${node}: ${detail}`);
-              } else rolledBack.push(`${s.pair}/${node}`);
-              this.deps.emit({ type: "rollback.node", pair: s.pair, node, ok: bad.length === 0, detail });
-            } catch (err) {
-              ok = false;
-              const msg = err instanceof Error ? err.message : String(err);
-              errors.push(`${s.pair}/${node}: ${msg}`);
-              this.deps.emit({ type: "rollback.node", pair: s.pair, node, ok: false, detail: msg });
-            }
-          }),
-        );
-        if (ok) {
-          const failure = s.phase.kind === "failed" ? s.phase.failure : null;
-          s.phase = { kind: "rolled-back", failure };
-          await this.#savePair(s);
-        }
-      }),
-    );
-    return { rolledBack: rolledBack.sort(), errors };
   }
 
   async #runPair(state: PairState): Promise<void> {
@@ -302,20 +149,7 @@ export class RolloutEngine {
       const index = state.next;
       const step = state.steps[index] as PairStep;
       this.deps.emit({ type: "step.started", pair: state.pair, index, step: step.kind });
-      let result: StepResult;
-      try {
-        result = await this.#step(state, index, step);
-      } catch (err) {
-        if (this.#hard.signal.aborted) return;
-        const failure: Failure = {
-          pair: state.pair,
-          node: err instanceof RolloutError && typeof err.context.node === "string" ? err.context.node : "",
-          gate: step.kind,
-          value: err instanceof Error ? err.message : String(err),
-          code: err instanceof RolloutError ? err.code : "EAGENT",
-        };
-        result = { kind: "failed", failure };
-      }
+      const result = await this.#attempt(state, index, step);
       if (result.kind === "halted") return;
       if (result.kind === "failed") {
         if (this.#hard.signal.aborted) return;
@@ -346,183 +180,35 @@ export class RolloutEngine {
     this.deps.emit({ type: "pair.done", pair: state.pair });
   }
 
-  #fail(state: PairState, node: string, gate: string, value: string, code = "EGATE_FAILED"): StepResult {
-    return { kind: "failed", failure: { pair: state.pair, node, gate, value, code } };
-  }
-
-  /** Reads both nodes' roles from their agents (the truth, not a heartbeat that may be old). */
-  async #readRoles(state: PairState): Promise<PairRoles | { invalid: string }> {
-    const infos = await Promise.all(state.nodes.map((n) => this.deps.agent(n).info(this.#hard.signal)));
-    const desc = infos.map((i, k) => `${state.nodes[k]}=${roleName(i.role)}`).join(" ");
-    const active = infos.findIndex((i) => i.role === Role.ROLE_ACTIVE);
-    const standby = infos.findIndex((i) => i.role === Role.ROLE_STANDBY);
-    if (active < 0 || standby < 0) return { invalid: desc };
-    const roles = { active: state.nodes[active] as string, standby: state.nodes[standby] as string };
-    if (state.roles && (state.roles.active !== roles.active || state.roles.standby !== roles.standby)) {
-      this.deps.emit({ type: "roles.changed", pair: state.pair, before: state.roles, now: roles });
-    }
-    state.roles = roles;
-    return roles;
-  }
-
-  async #step(state: PairState, index: number, step: PairStep): Promise<StepResult> {
-    const { plan, bundleId } = this.#record;
-    const signal = this.#hard.signal;
-    switch (step.kind) {
-      case "check": {
-        const gapIntervals = plan.gates.heartbeatGap?.intervals ?? 3;
-        // Heartbeats received while this controller was held up are read before their age is judged.
-        await new Promise<void>((r) => afterPendingIo(r));
-        for (const node of state.nodes) {
-          const v = this.deps.view.node(state.pair, node);
-          const live = this.deps.view.liveness(state.pair, node);
-          if (!v || !live) return this.#fail(state, node, "precheck", "no heartbeat received", "ECLUSTER_NOT_READY");
-          if (live.ageMs > gapIntervals * Math.max(1, v.intervalMs))
-            return this.#fail(state, node, "precheck", `heartbeat age ${live.ageMs}ms`, "ECLUSTER_NOT_READY");
-          const sick = v.services.filter((s) => !s.healthy).map((s) => s.name);
-          if (sick.length)
-            return this.#fail(state, node, "precheck", `unhealthy: ${sick.join(", ")}`, "ECLUSTER_NOT_READY");
-        }
-        const roles = await this.#readRoles(state);
-        if ("invalid" in roles) return this.#fail(state, "", "roles", roles.invalid, "ECLUSTER_NOT_READY");
-        return { kind: "ok", node: "", detail: `active ${roles.active}, standby ${roles.standby}` };
-      }
-      case "stage": {
-        const res = await Promise.all(state.nodes.map((n) => this.deps.agent(n).stage(this.deps.bundle, signal)));
-        return {
-          kind: "ok",
-          node: "",
-          detail: res.map((r, k) => `${state.nodes[k]} ${r.alreadyStaged ? "already staged" : "staged"}`).join(", "),
-        };
-      }
-      case "patch-standby":
-      case "patch-remaining": {
-        let target = state.targets[String(index)];
-        if (target === undefined) {
-          const roles = await this.#readRoles(state);
-          if ("invalid" in roles) return this.#fail(state, "", "roles", roles.invalid);
-          if (step.kind === "patch-standby") target = roles.standby;
-          else {
-            const first = Object.values(state.targets)[0];
-            target = state.nodes.find((n) => n !== first) as string;
-          }
-          state.targets[String(index)] = target;
-        }
-        if (!state.patched.includes(target)) state.patched.push(target);
-        await this.#savePair(state);
-        if (this.#haltReason) return { kind: "halted" };
-        const res = await this.deps
-          .agent(target)
-          .apply(bundleId, plan.target, plan.consistency, this.deps.actor, signal);
-        const bad = res.results.filter(
-          (r) => r.outcome === Outcome.OUTCOME_FAILED || r.outcome === Outcome.OUTCOME_SKIPPED,
-        );
-        if (res.results.length === 0)
-          return this.#fail(state, target, "apply", "no process matched the target selector", "EAGENT");
-        if (bad.length > 0) {
-          return this.#fail(
-            state,
-            target,
-            "apply",
-            bad.map((r) => `pid ${r.pid}: ${r.errorCode} ${r.message}`).join("; "),
-            "EAGENT",
-          );
-        }
-        const done = res.results.filter((r) => r.outcome === Outcome.OUTCOME_DONE).length;
-        return { kind: "ok", node: target, detail: `${done} patched, ${res.results.length - done} already patched` };
-      }
-      case "switchover": {
-        const patched = Object.values(state.targets)[0] as string;
-        const roles = await this.#readRoles(state);
-        if ("invalid" in roles) return this.#fail(state, "", "roles", roles.invalid);
-        if (roles.active !== patched) {
-          await this.deps.agent(roles.active).switchover("standby", this.deps.actor, signal);
-          await this.deps.agent(patched).switchover("active", this.deps.actor, signal);
-        }
-        // Wait for both nodes' heartbeats to report the new roles.
-        const deadline = this.deps.view.now() + 10_000;
-        for (;;) {
-          const a = this.deps.view.node(state.pair, patched);
-          const other = state.nodes.find((n) => n !== patched) as string;
-          const b = this.deps.view.node(state.pair, other);
-          if (a?.role === "active" && b?.role === "standby") break;
-          if (this.deps.view.now() > deadline)
-            return this.#fail(
-              state,
-              patched,
-              "switchover",
-              `heartbeats still say ${patched}=${a?.role ?? "?"} ${other}=${b?.role ?? "?"} after 10s`,
-            );
-          if (this.#halt.signal.aborted) return { kind: "halted" };
-          await sleep(this.#pollMs, this.#halt.signal);
-        }
-        state.roles = { active: patched, standby: state.nodes.find((n) => n !== patched) as string };
-        return { kind: "ok", node: patched, detail: `${patched} is active now` };
-      }
-      case "soak":
-        return this.#soak(state, index, step.ms);
+  /** Runs one step; a call that throws (an agent failed) fails the step, unless the run is being torn down. */
+  async #attempt(state: PairState, index: number, step: PairStep): Promise<StepResult> {
+    try {
+      return await runStep(this.#context(state, index), step);
+    } catch (err) {
+      if (this.#hard.signal.aborted) return { kind: "halted" };
+      const coded = err instanceof RolloutError || err instanceof AgentCallError ? err : null;
+      const failure: Failure = {
+        pair: state.pair,
+        node: typeof coded?.context.node === "string" ? coded.context.node : "",
+        gate: step.kind,
+        value: err instanceof Error ? err.message : String(err),
+        code: coded?.code ?? "EAGENT",
+      };
+      return { kind: "failed", failure };
     }
   }
 
-  async #soak(state: PairState, index: number, ms: number): Promise<StepResult> {
-    const { plan, bundleId } = this.#record;
-    const view = this.deps.view;
-    const nodes = [...state.patched];
-    if (!state.soak || state.soak.index !== index) {
-      const baseline: Record<string, ReturnType<typeof baselineOf>> = {};
-      for (const n of nodes) baseline[n] = baselineOf(view.node(state.pair, n));
-      state.soak = { index, startedAtMs: view.now(), baseline };
-      await this.#savePair(state);
-    }
-    const soak = state.soak;
-    const observed = new Set<string>();
-    let lastReport = 0;
-    const evaluate = (now: number): GateResult[] =>
-      nodes.flatMap((n) =>
-        evaluateGates(plan.gates, {
-          node: n,
-          view: view.node(state.pair, n),
-          nowMs: now,
-          sinceMs: soak.startedAtMs,
-          baseline: soak.baseline[n] ?? [],
-          bundleId,
-        }),
-      );
-    for (;;) {
-      let now = view.now();
-      let results = evaluate(now);
-      if (firstEnforcedFailure(results)) {
-        // After this controller was held up (GC, a busy CPU) its poll timer runs before the heartbeats
-        // that came meanwhile are read, and every node would look silent: judge again once they are.
-        await new Promise<void>((r) => afterPendingIo(r));
-        now = view.now();
-        results = evaluate(now);
-      }
-      for (const r of results) {
-        if (!r.ok && r.mode === "observe" && !observed.has(`${r.node}/${r.gate}`)) {
-          observed.add(`${r.node}/${r.gate}`);
-          this.deps.emit({ type: "gate.observed", pair: state.pair, result: r });
-        }
-      }
-      const remainingMs = Math.max(0, soak.startedAtMs + ms - now);
-      if (now - lastReport >= 1000) {
-        lastReport = now;
-        this.deps.emit({ type: "soak.progress", pair: state.pair, index, remainingMs, results });
-      }
-      const bad = firstEnforcedFailure(results);
-      if (bad) return this.#fail(state, bad.node, bad.gate, bad.value);
-      // The soak ends once its time is over, every patched node has reported since it began, and
-      // every gate of every node has been judged on data from since then.
-      const fresh =
-        nodes.every((n) => (view.node(state.pair, n)?.receivedAtMs ?? 0) > soak.startedAtMs) &&
-        results.length > 0 &&
-        results.length === nodes.length * gateCount(plan.gates);
-      if (remainingMs === 0 && fresh) {
-        this.deps.emit({ type: "soak.progress", pair: state.pair, index, remainingMs: 0, results });
-        return { kind: "ok", node: "", detail: results.map((r) => `${r.node} ${r.gate}: ${r.value}`).join("; ") };
-      }
-      if (this.#halt.signal.aborted) return { kind: "halted" };
-      await sleep(this.#pollMs, this.#halt.signal);
-    }
+  #context(state: PairState, index: number): StepContext {
+    return {
+      deps: this.deps,
+      record: this.#record,
+      state,
+      index,
+      signal: this.#hard.signal,
+      halt: this.#halt.signal,
+      pollMs: this.#pollMs,
+      halted: () => this.#haltReason !== null,
+      savePair: () => this.#savePair(state),
+    };
   }
 }

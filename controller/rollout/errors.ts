@@ -1,5 +1,7 @@
 /** Errors of rollouts. Each carries a stable `code`, a `context` object and the `cause`. */
 
+import { CodedError, type FieldIssue } from "../../common/index.js";
+
 /** Stable codes of rollout errors. */
 export type RolloutErrorCode =
   /** The plan file could not be read. */
@@ -22,29 +24,15 @@ export type RolloutErrorCode =
   | "EGATE_FAILED"
   /** An agent call failed. */
   | "EAGENT"
-  /** The rollout was aborted (by request or by its progress deadline). */
-  | "EABORTED"
   /** NATS or its key-value store failed. */
   | "ENATS";
 
 /** One problem in a plan: where, and what is wrong. */
-export interface PlanIssue {
-  /** Dotted path of the field, e.g. `waves.maxParallel` or `gates.metrics[1].op`. */
-  field: string;
-  /** What is wrong and what is expected. */
-  message: string;
-}
+export type PlanIssue = FieldIssue;
 
-export class RolloutError extends Error {
+/** A failure with a stable code, what it was about, and its cause. */
+export class RolloutError extends CodedError<RolloutErrorCode> {
   override readonly name: string = "RolloutError";
-  constructor(
-    readonly code: RolloutErrorCode,
-    message: string,
-    readonly context: Record<string, unknown> = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** A plan with one or more bad fields; the message lists them all. */

@@ -4,8 +4,7 @@
  * fails every gate that needs its heartbeat: missing data is a failure, never a pass.
  */
 
-import type { NodeView } from "../cluster/types.js";
-import { liveness } from "../cluster/view.js";
+import { liveness, type NodeView, nodeHealth } from "../cluster/index.js";
 import type { Gates, MetricOp } from "./plan_types.js";
 import type { GateResult, ServiceBaseline } from "./state_types.js";
 
@@ -88,14 +87,13 @@ export function evaluateGates(gates: Gates, input: GateInput): GateResult[] {
       push(
         "heartbeatGap",
         g.mode,
-        worst <= g.intervals && live.ageMs <= g.intervals * Math.max(1, view.intervalMs),
+        worst <= g.intervals && nodeHealth(view, nowMs, g.intervals).alive,
         `age ${live.ageMs}ms, ${worst} missed (max ${g.intervals} × ${view.intervalMs}ms)`,
       );
     }
   }
   // The other gates read the heartbeat's content, which is stale once the heartbeat gap is exceeded.
-  const stale =
-    !view || liveness(view, nowMs).ageMs > (gates.heartbeatGap?.intervals ?? 3) * Math.max(1, view.intervalMs);
+  const stale = !view || !nodeHealth(view, nowMs, gates.heartbeatGap?.intervals ?? 3).alive;
   const staleValue = view ? `heartbeat stale (age ${liveness(view, nowMs).ageMs}ms)` : unheard;
   // A heartbeat from before the soak tells nothing about the patch: content gates wait for a newer
   // one (the soak cannot end before they are evaluated, and the gap gate bounds the wait).

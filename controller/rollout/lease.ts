@@ -7,22 +7,9 @@
  */
 import { hostname } from "node:os";
 import type { KV } from "@nats-io/kv";
+import { ROLLOUT_LEASE_KEY, type RolloutLeaseValue } from "../../proto/index.js";
 import { RolloutError } from "./errors.js";
 
-/** What the lease key holds. */
-export interface LeaseValue {
-  /** Unique id of the holding controller. */
-  holder: string;
-  /** Host and pid of the holder, for the operator. */
-  host: string;
-  pid: number;
-  /** Rollout the holder works on. */
-  rolloutId: string;
-  /** The lease is free after this time (ms since epoch) unless renewed. */
-  expiresAtMs: number;
-}
-
-const KEY = "lease";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -40,13 +27,13 @@ function alive(pid: number): boolean {
  * A lease is free once expired, or at once when its holder ran on this host and its process is gone
  * (a controller killed here can be resumed here without waiting out the ttl).
  */
-function isFree(v: LeaseValue | null, nowMs: number): boolean {
+function isFree(v: RolloutLeaseValue | null, nowMs: number): boolean {
   return !v || v.expiresAtMs <= nowMs || (v.host === hostname() && v.pid !== process.pid && !alive(v.pid));
 }
 
-function decode(bytes: Uint8Array): LeaseValue | null {
+function decode(bytes: Uint8Array): RolloutLeaseValue | null {
   try {
-    return JSON.parse(dec.decode(bytes)) as LeaseValue;
+    return JSON.parse(dec.decode(bytes)) as RolloutLeaseValue;
   } catch {
     return null;
   }
@@ -74,7 +61,7 @@ export class Lease {
 
   private constructor(
     private readonly kv: KV,
-    readonly value: LeaseValue,
+    readonly value: RolloutLeaseValue,
     revision: number,
     private readonly opts: LeaseOptions,
   ) {
@@ -84,14 +71,14 @@ export class Lease {
   /** Takes the lease or throws ELEASE_HELD naming the holder and when it expires. */
   static async acquire(kv: KV, opts: LeaseOptions): Promise<Lease> {
     const now = opts.now ?? Date.now;
-    const value: LeaseValue = {
+    const value: RolloutLeaseValue = {
       holder: `${hostname()}:${process.pid}:${crypto.randomUUID()}`,
       host: hostname(),
       pid: process.pid,
       rolloutId: opts.rolloutId,
       expiresAtMs: now() + opts.ttlMs,
     };
-    const held = (current: LeaseValue | null) =>
+    const held = (current: RolloutLeaseValue | null) =>
       new RolloutError(
         "ELEASE_HELD",
         current
@@ -99,22 +86,22 @@ export class Lease {
           : "cluster rollout lease was taken by another controller at the same moment",
         { holder: current },
       );
-    const entry = await kv.get(KEY);
+    const entry = await kv.get(ROLLOUT_LEASE_KEY);
     let revision: number;
     if (entry?.operation !== "PUT") {
       try {
-        revision = await kv.create(KEY, enc.encode(JSON.stringify(value)));
+        revision = await kv.create(ROLLOUT_LEASE_KEY, enc.encode(JSON.stringify(value)));
       } catch {
-        const again = await kv.get(KEY);
+        const again = await kv.get(ROLLOUT_LEASE_KEY);
         throw held(again ? decode(again.value) : null);
       }
     } else {
       const current = decode(entry.value);
       if (!isFree(current, now())) throw held(current);
       try {
-        revision = await kv.update(KEY, enc.encode(JSON.stringify(value)), entry.revision);
+        revision = await kv.update(ROLLOUT_LEASE_KEY, enc.encode(JSON.stringify(value)), entry.revision);
       } catch {
-        const again = await kv.get(KEY);
+        const again = await kv.get(ROLLOUT_LEASE_KEY);
         throw held(again ? decode(again.value) : null);
       }
     }
@@ -124,8 +111,8 @@ export class Lease {
   }
 
   /** Reads who holds the lease, or null when it is free (absent or expired). */
-  static async read(kv: KV, now: () => number = Date.now): Promise<LeaseValue | null> {
-    const entry = await kv.get(KEY);
+  static async read(kv: KV, now: () => number = Date.now): Promise<RolloutLeaseValue | null> {
+    const entry = await kv.get(ROLLOUT_LEASE_KEY);
     if (entry?.operation !== "PUT") return null;
     const v = decode(entry.value);
     return isFree(v, now()) ? null : v;
@@ -155,7 +142,7 @@ export class Lease {
     const now = this.opts.now ?? Date.now;
     this.value.expiresAtMs = now() + this.opts.ttlMs;
     try {
-      this.#revision = await this.kv.update(KEY, enc.encode(JSON.stringify(this.value)), this.#revision);
+      this.#revision = await this.kv.update(ROLLOUT_LEASE_KEY, enc.encode(JSON.stringify(this.value)), this.#revision);
       this.#schedule();
     } catch (cause) {
       this.#lost = true;
@@ -177,6 +164,6 @@ export class Lease {
     await this.#renewing;
     if (this.#lost) return;
     this.#lost = true;
-    await this.kv.delete(KEY, { previousSeq: this.#revision }).catch(() => undefined);
+    await this.kv.delete(ROLLOUT_LEASE_KEY, { previousSeq: this.#revision }).catch(() => undefined);
   }
 }

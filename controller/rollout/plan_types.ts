@@ -1,4 +1,7 @@
 /** A validated rollout plan. Durations are milliseconds; paths are absolute. */
+import type { AgentEndpoints, TargetSelector } from "../agents/index.js";
+
+export type { AgentEndpoints, AgentSecurity, TargetSelector } from "../agents/index.js";
 
 /** Whether a failing gate stops the rollout (`enforce`) or is only recorded (`observe`). */
 export type GateMode = "enforce" | "observe";
@@ -58,41 +61,6 @@ export type FailurePolicy =
   | "rollback-all"
   /** Stop where it is; `hotpatch rollout resume ID` goes on. */
   | "pause";
-
-/** How the controller authenticates to agents. */
-export type AgentSecurity =
-  | {
-      kind: "mtls";
-      /** CA that signed the agents' certificates (PEM file). */
-      ca: string;
-      /** The controller's client certificate (PEM file). */
-      cert: string;
-      /** The controller's private key (PEM file). */
-      key: string;
-    }
-  | { kind: "insecure" };
-
-/** Where the controller finds each node's agent. */
-export interface AgentEndpoints {
-  /** TLS files, or insecure. */
-  security: AgentSecurity;
-  /** host:port per node name; nodes not listed use the address their heartbeat announces. */
-  nodes: Record<string, string>;
-  /** Deadline of each agent call (apply and revert may take a while on many processes). */
-  callTimeoutMs: number;
-}
-
-/** The process selector the patch is applied to (every set field must match). */
-export interface TargetSelector {
-  /** Executable path. */
-  exePath?: string;
-  /** GNU build-id, lowercase hex. */
-  buildId?: string;
-  /** cgroup path. */
-  cgroup?: string;
-  /** Shared library path the process maps. */
-  libraryPath?: string;
-}
 
 /** One stage of the rollout: the canary, or the waves. */
 export interface CanaryStage {

@@ -4,11 +4,12 @@
  */
 import { hostname, userInfo } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { AgentPool } from "../agents/index.js";
+import { ClusterView } from "../cluster/index.js";
 import { connectNats } from "../cluster/nats.js";
-import { ClusterView } from "../cluster/view.js";
-import { AgentPool } from "./agents.js";
 import { type BundleArchive, readBundleArchive } from "./bundle_archive.js";
-import { RolloutEngine, type RolloutOutcome } from "./engine.js";
+import { RolloutEngine } from "./engine.js";
+import type { RolloutOutcome } from "./engine_types.js";
 import { RolloutError } from "./errors.js";
 import { type RolloutEvent, type RolloutEventBody, rolloutSubject } from "./events.js";
 import { Lease } from "./lease.js";
@@ -52,11 +53,8 @@ export interface Discovery {
 export async function discoverPairs(view: ClusterView, plan: Plan, signal?: AbortSignal): Promise<Discovery> {
   const wanted = plan.pairs;
   const until = view.now() + plan.discoveryMs;
-  const complete = () => {
-    if (wanted === "all") return false;
-    const pairs = view.pairs();
-    return wanted.every((p) => pairs.get(p)?.length === 2 && pairs.get(p)?.every((n) => n.role !== "unknown"));
-  };
+  // Listening stops early once every named pair is healthy; the rollout's pre-check judges them again.
+  const complete = () => wanted !== "all" && wanted.every((p) => view.judgePair(p).kind === "healthy");
   while (view.now() < until && !complete() && !signal?.aborted) await new Promise((r) => setTimeout(r, 50));
   const seen = view.pairs();
   const names = wanted === "all" ? [...seen.keys()].sort() : wanted;

@@ -9,7 +9,8 @@
  */
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { checkName } from "../cluster/names.js";
+import { rolloutBucket, rolloutControlKey, rolloutKey, rolloutPairKey } from "../../proto/index.js";
+import { checkName } from "../cluster/index.js";
 import { RolloutError } from "./errors.js";
 import type { ControlRecord, PairState, RolloutRecord } from "./state_types.js";
 
@@ -18,12 +19,8 @@ const dec = new TextDecoder();
 
 /** Name of the KV bucket of a cluster. */
 export function bucketName(cluster: string): string {
-  return `hotpatch-rollout-${checkName("cluster", cluster)}`;
+  return rolloutBucket(checkName("cluster", cluster));
 }
-
-const headerKey = (id: string) => `rollout.${id}`;
-const pairKey = (id: string, pair: string) => `rollout.${id}.pair.${pair}`;
-const controlKey = (id: string) => `rollout.${id}.control`;
 
 /** Rollout ids: `r` + UTC time + random suffix, usable as a KV key token. */
 export function newRolloutId(now = new Date()): string {
@@ -87,12 +84,12 @@ export class RolloutStore {
 
   /** Saves the rollout header. */
   saveRecord(record: RolloutRecord): Promise<void> {
-    return this.#write(headerKey(record.id), record);
+    return this.#write(rolloutKey(record.id), record);
   }
 
   /** Saves one pair's state. */
   savePair(id: string, state: PairState): Promise<void> {
-    return this.#write(pairKey(id, state.pair), state);
+    return this.#write(rolloutPairKey(id, state.pair), state);
   }
 
   /** Loads a rollout and its pairs; throws EROLLOUT_NOT_FOUND when there is none. */
@@ -100,7 +97,7 @@ export class RolloutStore {
     if (!ID_PATTERN.test(id)) {
       throw new RolloutError("EROLLOUT_NOT_FOUND", `rollout id ${JSON.stringify(id)} is not a valid id`, { id });
     }
-    const record = await this.#read<RolloutRecord>(headerKey(id));
+    const record = await this.#read<RolloutRecord>(rolloutKey(id));
     if (!record) {
       throw new RolloutError("EROLLOUT_NOT_FOUND", `no rollout ${id} in cluster ${this.cluster}`, {
         id,
@@ -110,7 +107,7 @@ export class RolloutStore {
     const pairs = new Map<string, PairState>();
     for (const stage of record.stages) {
       for (const pair of stage.pairs) {
-        const state = await this.#read<PairState>(pairKey(id, pair));
+        const state = await this.#read<PairState>(rolloutPairKey(id, pair));
         if (state) pairs.set(pair, state);
       }
     }
@@ -126,19 +123,19 @@ export class RolloutStore {
 
   /** The control requests of a rollout (none yet: both false). */
   async control(id: string): Promise<ControlRecord> {
-    const entry = await this.kv.get(controlKey(id));
+    const entry = await this.kv.get(rolloutControlKey(id));
     if (entry?.operation !== "PUT") return { pause: false, abort: false, by: "", atMs: 0 };
     return JSON.parse(dec.decode(entry.value)) as ControlRecord;
   }
 
   /** Writes control requests (any command may; last write wins). */
   async setControl(id: string, control: ControlRecord): Promise<void> {
-    await this.kv.put(controlKey(id), enc.encode(JSON.stringify(control)));
+    await this.kv.put(rolloutControlKey(id), enc.encode(JSON.stringify(control)));
   }
 
   /** Calls `onChange` with every later write of the control key, until `signal` aborts. */
   async watchControl(id: string, onChange: (c: ControlRecord) => void, signal: AbortSignal): Promise<void> {
-    const it = await this.kv.watch({ key: controlKey(id) });
+    const it = await this.kv.watch({ key: rolloutControlKey(id) });
     const stop = () => it.stop();
     signal.addEventListener("abort", stop, { once: true });
     void (async () => {

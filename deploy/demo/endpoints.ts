@@ -17,7 +17,7 @@ export function parseEndpoint(value: string | Endpoint): Endpoint {
   if (typeof value === "string") {
     const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
     if (!m) {
-      throw new DemoOptionError("EBAD_OPTION", `endpoint '${value}' is not host:port (e.g. 127.0.0.1:7001)`, {
+      throw new DemoOptionError("EBAD_ARGUMENT", `endpoint '${value}' is not host:port (e.g. 127.0.0.1:7001)`, {
         option: "endpoint",
         value,
       });
@@ -31,7 +31,7 @@ export function parseEndpoint(value: string | Endpoint): Endpoint {
   if (host === "localhost") host = "127.0.0.1";
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new DemoOptionError("EBAD_OPTION", `endpoint '${given}' has no valid port (1..65535)`, {
+    throw new DemoOptionError("EBAD_ARGUMENT", `endpoint '${given}' has no valid port (1..65535)`, {
       option: "endpoint",
       value: given,
     });

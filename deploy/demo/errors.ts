@@ -1,7 +1,9 @@
+import { CodedError } from "../../common/index.js";
+
 /** Stable codes of the demo's failures. Scripts match on these, never on messages. */
 export type DemoErrorCode =
   /** An option of the load generator or the service launcher is missing or out of range. */
-  | "EBAD_OPTION"
+  | "EBAD_ARGUMENT"
   /** An endpoint is not a loopback address: the demo tools never send traffic off the machine. */
   | "ENOT_LOOPBACK"
   /** The demo service did not compile. */
@@ -22,16 +24,8 @@ export interface DemoErrorContext {
 }
 
 /** A failure of the demo tools, with a stable code and what it was working on. */
-export class DemoError extends Error {
+export class DemoError extends CodedError<DemoErrorCode, DemoErrorContext> {
   override readonly name: string = "DemoError";
-  readonly code: DemoErrorCode;
-  readonly context: DemoErrorContext;
-
-  constructor(code: DemoErrorCode, message: string, context: DemoErrorContext = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.code = code;
-    this.context = context;
-  }
 }
 
 /** A bad option of the load generator or service launcher. */

@@ -35,7 +35,7 @@ interface Plan {
 function intOption(name: string, value: number | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new DemoOptionError("EBAD_OPTION", `${name} must be an integer from ${min} to ${max}, got ${value}`, {
+    throw new DemoOptionError("EBAD_ARGUMENT", `${name} must be an integer from ${min} to ${max}, got ${value}`, {
       option: name,
       value: String(value),
     });
@@ -46,14 +46,14 @@ function intOption(name: string, value: number | undefined, min: number, max: nu
 /** Checks options and fills in defaults; throws DemoOptionError on the first bad one. */
 export function planLoad(options: LoadgenOptions): Plan {
   if (options.endpoints.length === 0) {
-    throw new DemoOptionError("EBAD_OPTION", "give at least one endpoint (host:port on loopback)", {
+    throw new DemoOptionError("EBAD_ARGUMENT", "give at least one endpoint (host:port on loopback)", {
       option: "endpoints",
     });
   }
   const endpoints = options.endpoints.map(parseEndpoint);
   const strategy = options.strategy ?? "spread";
   if (strategy !== "spread" && strategy !== "failover") {
-    throw new DemoOptionError("EBAD_OPTION", `strategy must be 'spread' or 'failover', got '${strategy}'`, {
+    throw new DemoOptionError("EBAD_ARGUMENT", `strategy must be 'spread' or 'failover', got '${strategy}'`, {
       option: "strategy",
       value: String(strategy),
     });
@@ -62,7 +62,7 @@ export function planLoad(options: LoadgenOptions): Plan {
   const durationMs = intOption("durationMs", options.durationMs, 1, 3_600_000) ?? (requests === null ? 10_000 : null);
   const rate = options.ratePerSec;
   if (rate !== undefined && !(Number.isFinite(rate) && rate > 0 && rate <= 1_000_000)) {
-    throw new DemoOptionError("EBAD_OPTION", `ratePerSec must be a number above 0 and at most 1000000, got ${rate}`, {
+    throw new DemoOptionError("EBAD_ARGUMENT", `ratePerSec must be a number above 0 and at most 1000000, got ${rate}`, {
       option: "ratePerSec",
       value: String(rate),
     });

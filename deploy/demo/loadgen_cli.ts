@@ -26,7 +26,7 @@ wrong prices, STANDBY answers and failures. Stops by itself.
 
 function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text);
-  if (!m) throw new DemoOptionError("EBAD_OPTION", `--duration '${text}' is not a time like 500ms, 10s or 2m`);
+  if (!m) throw new DemoOptionError("EBAD_ARGUMENT", `--duration '${text}' is not a time like 500ms, 10s or 2m`);
   const scale = m[2] === "m" ? 60_000 : m[2] === "s" ? 1000 : 1;
   return Math.round(Number(m[1]) * scale);
 }
@@ -35,7 +35,7 @@ function parseNumber(name: string, text: string | undefined): number | undefined
   if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n)) {
-    throw new DemoOptionError("EBAD_OPTION", `--${name} '${text}' is not a number`, { option: name, value: text });
+    throw new DemoOptionError("EBAD_ARGUMENT", `--${name} '${text}' is not a number`, { option: name, value: text });
   }
   return n;
 }

@@ -102,7 +102,7 @@ function exited(child: ChildProcess): boolean {
 /** Starts the demo service and resolves once it printed `ready <pid> port <port>`. */
 export async function startDemoService(options: DemoServiceOptions): Promise<DemoService> {
   if (options.role !== undefined && options.roleFile !== undefined) {
-    throw new DemoOptionError("EBAD_OPTION", "give role or roleFile, not both", { option: "role" });
+    throw new DemoOptionError("EBAD_ARGUMENT", "give role or roleFile, not both", { option: "role" });
   }
   const args = ["--port", String(options.port ?? 0), "--threads", String(options.threads ?? 4)];
   if (options.roleFile !== undefined) args.push("--role-file", options.roleFile);

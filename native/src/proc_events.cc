@@ -46,7 +46,7 @@ class ExecWatcher : public Napi::ObjectWrap<ExecWatcher> {
   explicit ExecWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ExecWatcher>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsFunction()) {
-      CodedError(env, "EINVALID_ARGUMENT", "watchExecs needs a callback").ThrowAsJavaScriptException();
+      CodedError(env, "EBAD_ARGUMENT", "watchExecs needs a callback").ThrowAsJavaScriptException();
       return;
     }
     sock_ = UniqueFd(socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR));

@@ -384,7 +384,7 @@ describe("agent gRPC service (mTLS)", () => {
         "stage:ENOT_ALLOWED",
         "apply:ENOT_STAGED",
         "stage:ok",
-        "apply:EINVALID_ARGUMENT",
+        "apply:EBAD_ARGUMENT",
         "switchover:ok",
       ]) {
         assert.ok(summary.includes(want), `no audit line ${want} in ${summary.join(", ")}`);

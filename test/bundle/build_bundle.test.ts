@@ -171,7 +171,7 @@ describe("buildBundle", () => {
     );
   });
 
-  it("an aborted build stops with EABORTED and leaves nothing at --out", async () => {
+  it("an aborted build stops with ECANCELLED and leaves nothing at --out", async () => {
     const dir = out();
     const ac = new AbortController();
     const build = buildBundle({
@@ -182,7 +182,7 @@ describe("buildBundle", () => {
       signal: ac.signal,
     });
     ac.abort();
-    await assert.rejects(build, rejectsWith("EABORTED"));
+    await assert.rejects(build, rejectsWith("ECANCELLED"));
     await assert.rejects(readdir(dir), { code: "ENOENT" });
   });
 
@@ -292,7 +292,7 @@ describe("buildBundle", () => {
     );
   });
 
-  it("reports bad build arguments with EBUILD_ARGS", async () => {
+  it("reports bad build arguments with EBAD_ARGUMENT", async () => {
     const source = fixtureSource("bundle/fix_scale.c");
     const cases: [Parameters<typeof buildBundle>[0], RegExp][] = [
       [{ target, source, functions: [], out: out() }, /at least one function/],
@@ -302,7 +302,7 @@ describe("buildBundle", () => {
       [{ target, source, functions: ["compute"], id: "../escape", out: out() }, /--id/],
       [{ target, source: "fix.txt", functions: ["compute"], out: out() }, /C \(\.c\) or C\+\+/],
     ];
-    for (const [opts, match] of cases) await assert.rejects(buildBundle(opts), rejectsWith("EBUILD_ARGS", match));
+    for (const [opts, match] of cases) await assert.rejects(buildBundle(opts), rejectsWith("EBAD_ARGUMENT", match));
   });
 
   it("refuses missing inputs and a key that cannot sign, each with its code", async () => {

@@ -233,13 +233,13 @@ describe("demo load generator", () => {
     const bad: [Parameters<typeof startLoadgen>[0], string, RegExp][] = [
       [{ endpoints: ["10.1.2.3:7000"] }, "ENOT_LOOPBACK", /not a loopback address/],
       [{ endpoints: ["example.com:7000"] }, "ENOT_LOOPBACK", /not a loopback address/],
-      [{ endpoints: [] }, "EBAD_OPTION", /at least one endpoint/],
-      [{ endpoints: ["127.0.0.1"] }, "EBAD_OPTION", /not host:port/],
-      [{ endpoints: ["127.0.0.1:0"] }, "EBAD_OPTION", /no valid port/],
-      [{ endpoints: ["127.0.0.1:1"], concurrency: 0 }, "EBAD_OPTION", /concurrency must be an integer from 1 to 256/],
-      [{ endpoints: ["127.0.0.1:1"], durationMs: 7_200_000 }, "EBAD_OPTION", /durationMs/],
-      [{ endpoints: ["127.0.0.1:1"], ratePerSec: -1 }, "EBAD_OPTION", /ratePerSec/],
-      [{ endpoints: ["127.0.0.1:1"], strategy: "random" as "spread" }, "EBAD_OPTION", /strategy/],
+      [{ endpoints: [] }, "EBAD_ARGUMENT", /at least one endpoint/],
+      [{ endpoints: ["127.0.0.1"] }, "EBAD_ARGUMENT", /not host:port/],
+      [{ endpoints: ["127.0.0.1:0"] }, "EBAD_ARGUMENT", /no valid port/],
+      [{ endpoints: ["127.0.0.1:1"], concurrency: 0 }, "EBAD_ARGUMENT", /concurrency must be an integer from 1 to 256/],
+      [{ endpoints: ["127.0.0.1:1"], durationMs: 7_200_000 }, "EBAD_ARGUMENT", /durationMs/],
+      [{ endpoints: ["127.0.0.1:1"], ratePerSec: -1 }, "EBAD_ARGUMENT", /ratePerSec/],
+      [{ endpoints: ["127.0.0.1:1"], strategy: "random" as "spread" }, "EBAD_ARGUMENT", /strategy/],
     ];
     for (const [options, code, message] of bad) {
       assert.throws(

@@ -13,14 +13,16 @@ export interface CliResult {
   stderr: string;
 }
 
-export function hotpatch(args: string[], options: { uid?: number; gid?: number } = {}): Promise<CliResult> {
+/** Runs `hotpatch ARGS`, under `launcher` (a command prefix such as `withoutCapabilities(...)`) when given. */
+export function hotpatch(args: string[], options: { launcher?: string[] } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     // Applied patches are kept in a folder of the tests' own, not the host's /var/lib/hotpatch.
     const env = { ...process.env, HOTPATCH_PATCH_DIR: path.join(os.tmpdir(), "hotpatch-test-patches") };
+    const [cmd, ...prefix] = [...(options.launcher ?? []), process.execPath];
     execFile(
-      process.execPath,
-      [hotpatchBin, ...args],
-      { ...options, env, maxBuffer: 16 << 20 },
+      cmd ?? process.execPath,
+      [...prefix, hotpatchBin, ...args],
+      { env, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });

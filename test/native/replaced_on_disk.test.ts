@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, copyFile, mkdtemp, rename, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, rename, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,11 +15,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { applyPatch, type MappedObject, readElf, readTargetObjects } from "../../native/index.js";
 import { compileFixture, type RunningFixture, runTool, startFixture } from "../helpers/fixtures.js";
+import { withoutCapabilities } from "../helpers/privileges.js";
 
 const execFileAsync = promisify(execFile);
 const nativeIndex = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../native/index.ts");
 const soname = "libgreet-swap.so";
-const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+const noCapabilities = withoutCapabilities("all");
 
 let oldLib: string;
 let newLib: string;
@@ -35,7 +36,6 @@ async function reading(t: RunningFixture): Promise<string> {
 /** A copy of the first build in a fresh directory, and the fixture running with it. */
 async function startWithLib(launcher: string[] = []): Promise<{ dir: string; lib: string; target: RunningFixture }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "hotpatch-swap-"));
-  await chmod(dir, 0o755); // a target running as nobody must reach it
   const lib = path.join(dir, soname);
   await copyFile(oldLib, lib);
   const [cmd, ...args] = [...launcher, binary];
@@ -122,8 +122,8 @@ for (const c of cases) {
   });
 }
 
-/** Runs readTargetObjects and applyPatch in a process of nobody's, without any capability. */
-async function engineAsNobody(
+/** Runs readTargetObjects and applyPatch in a process of root's without any capability. */
+async function engineWithoutCapabilities(
   pid: number,
 ): Promise<{ objects: MappedObject[]; apply: { code?: string; message?: string } }> {
   const script = `
@@ -139,8 +139,18 @@ async function engineAsNobody(
     process.stdout.write(JSON.stringify({ objects, apply }, (_, v) => (typeof v === "bigint" ? String(v) : v)));
   `;
   const { stdout } = await execFileAsync(
-    nobody[0] ?? "setpriv",
-    [...nobody.slice(1), process.execPath, "--import", "tsx", "--input-type=module", "-e", script, String(pid), patch],
+    noCapabilities[0] ?? "setpriv",
+    [
+      ...noCapabilities.slice(1),
+      process.execPath,
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      script,
+      String(pid),
+      patch,
+    ],
     { cwd: path.dirname(nativeIndex) },
   );
   return JSON.parse(stdout);
@@ -156,10 +166,10 @@ describe("an engine without CAP_SYS_ADMIN (cannot open /proc/PID/map_files)", ()
   });
 
   it("refuses to resolve past a deleted library it cannot read, naming it and what is missing", async () => {
-    const s = await startWithLib(nobody);
+    const s = await startWithLib(noCapabilities);
     started.push(s);
     await rm(s.lib);
-    const r = await engineAsNobody(s.target.pid);
+    const r = await engineWithoutCapabilities(s.target.pid);
     const obj = r.objects.find((o) => o.path === s.lib);
     assert.equal(obj?.buildId, null);
     assert.match(obj?.unreadable ?? "", /CAP_SYS_ADMIN/);
@@ -169,11 +179,11 @@ describe("an engine without CAP_SYS_ADMIN (cannot open /proc/PID/map_files)", ()
   });
 
   it("reads a replaced library through its path when the file there is the same build", async () => {
-    const s = await startWithLib(nobody);
+    const s = await startWithLib(noCapabilities);
     started.push(s);
     await copyFile(oldLib, `${s.lib}.new`); // a reinstall: same build, new inode
     await rename(`${s.lib}.new`, s.lib);
-    const r = await engineAsNobody(s.target.pid);
+    const r = await engineWithoutCapabilities(s.target.pid);
     const obj = r.objects.find((o) => o.path === s.lib);
     assert.equal(obj?.buildId, oldId);
     assert.equal(obj?.disk, "same");

@@ -1,6 +1,7 @@
 /** `hotpatch apply`: verify a bundle and patch running processes on this host with it. */
 import type { Command } from "commander";
-import { type Bundle, checkBundleTarget, openBundle } from "../../../bundle/index.js";
+import { type Bundle, checkBundleTarget, openBundle, patchSpecOf } from "../../../bundle/index.js";
+import { codeOf } from "../../../common/index.js";
 import { applyPatchToMany, type Consistency } from "../../../native/index.js";
 import { keepPatchFile } from "../../local/patch_store.js";
 import { groupByExecutable, mappedLibraries, mappedLibrary } from "../../local/processes.js";
@@ -18,11 +19,6 @@ interface ApplyOptions extends TargetOptions {
   trustedKey?: string[];
   parallel?: number;
   json?: boolean;
-}
-
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === "string" ? code : "EINTERNAL";
 }
 
 /**
@@ -96,13 +92,7 @@ async function run(bundlePath: string, opts: ApplyOptions, out: Output): Promise
     const { ok, skipped } = await eligible(bundle, await resolveTargets(opts), opts.lib);
     const applied = await applyPatchToMany(
       ok,
-      {
-        id: bundle.manifest.id,
-        soPath: await keepPatchFile(bundle.soPath, bundle.manifest.id, bundle.manifest.sha256),
-        functions: bundle.manifest.functions,
-        // "auto" left in a hand-written manifest: the mmap loader handles C and C++ alike.
-        loader: bundle.manifest.loader === "dlopen" ? "dlopen" : "mmap",
-      },
+      patchSpecOf(bundle.manifest, await keepPatchFile(bundle.soPath, bundle.manifest.id, bundle.manifest.sha256)),
       {
         parallel: opts.parallel ?? 4,
         ...(opts.consistency ? { consistency: opts.consistency } : {}),

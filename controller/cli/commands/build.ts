@@ -105,16 +105,16 @@ export function registerBuild(program: Command): void {
         const fromDiff = opts.diff !== undefined || opts.sourceDir !== undefined;
         if (fromDiff && (opts.source !== undefined || opts.function !== undefined || opts.cflags !== undefined)) {
           throw new BundleError(
-            "EBUILD_ARGS",
+            "EBAD_ARGUMENT",
             "give either --source-dir and --diff, or --source and --function, not both",
           );
         }
         if (fromDiff && (opts.diff === undefined || opts.sourceDir === undefined)) {
-          throw new BundleError("EBUILD_ARGS", "--diff and --source-dir go together");
+          throw new BundleError("EBAD_ARGUMENT", "--diff and --source-dir go together");
         }
         if (!fromDiff && opts.source === undefined) {
           throw new BundleError(
-            "EBUILD_ARGS",
+            "EBAD_ARGUMENT",
             "give --source-dir DIR --diff FIX.diff, or --source FIX.c --function NAME",
           );
         }
@@ -144,7 +144,7 @@ export function registerBuild(program: Command): void {
         process.exitCode = ExitCode.Ok;
       } catch (err) {
         const code = out.fail(err);
-        process.exitCode = err instanceof BundleError && err.code === "EBUILD_ARGS" ? ExitCode.Usage : code;
+        process.exitCode = err instanceof BundleError && err.code === "EBAD_ARGUMENT" ? ExitCode.Usage : code;
       }
     });
 }

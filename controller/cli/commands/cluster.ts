@@ -1,7 +1,7 @@
 /** `hotpatch cluster status`: every pair, each node's role, health, heartbeat age and patches, from heartbeats. */
 import type { Command } from "commander";
 import { afterPendingIo } from "../../../common/index.js";
-import { ClusterView, connectNats, liveness, type NodeView } from "../../cluster/index.js";
+import { ClusterView, connectNats, type NodeView, nodeHealth } from "../../cluster/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
 import { errorExitCode } from "./rollout.js";
@@ -15,14 +15,14 @@ interface StatusOptions {
 }
 
 function nodeRecord(n: NodeView, now: number) {
-  const live = liveness(n, now);
+  const h = nodeHealth(n, now);
   return {
     pair: n.pair,
     node: n.node,
     role: n.role,
-    healthy: n.services.every((s) => s.healthy),
-    heartbeatAgeMs: live.ageMs,
-    missedNow: live.missedNow,
+    healthy: h.sick.length === 0,
+    heartbeatAgeMs: h.ageMs,
+    missedNow: h.missedNow,
     missedTotal: n.missedTotal,
     intervalMs: n.intervalMs,
     sequence: n.sequence,
@@ -42,18 +42,17 @@ function table(view: ClusterView): string[] {
   for (const [pair, nodes] of view.pairs()) {
     const warn = nodes.length !== 2 ? `  (pair has ${nodes.length} node(s))` : "";
     nodes.forEach((n, i) => {
-      const live = liveness(n, now);
-      const sick = n.services.filter((s) => !s.healthy).map((s) => s.name);
-      const health = sick.length ? `sick:${sick.join(",")}` : "ok";
+      const h = nodeHealth(n, now);
+      const health = h.sick.length ? `sick:${h.sick.map((s) => s.name).join(",")}` : "ok";
       const byPatch = new Map<string, string[]>();
       for (const p of n.patches) byPatch.set(p.patchId, [...(byPatch.get(p.patchId) ?? []), p.state]);
       const patches =
         [...byPatch.entries()]
           .map(([id, states]) => `${id}:${[...new Set(states)].join("/")}×${states.length}`)
           .join(" ") || "-";
-      const stale = live.missedNow > 2 ? " STALE" : "";
+      const stale = h.alive ? "" : " STALE";
       lines.push(
-        `${(i === 0 ? pair : "").padEnd(14)} ${n.node.padEnd(14)} ${n.role.padEnd(8)} ${health.padEnd(9)} ${`${live.ageMs}ms`.padEnd(9)} ${String(live.missedNow).padEnd(6)} ${patches}${stale}${i === 0 ? warn : ""}`,
+        `${(i === 0 ? pair : "").padEnd(14)} ${n.node.padEnd(14)} ${n.role.padEnd(8)} ${health.padEnd(9)} ${`${h.ageMs}ms`.padEnd(9)} ${String(h.missedNow).padEnd(6)} ${patches}${stale}${i === 0 ? warn : ""}`,
       );
     });
   }

@@ -34,11 +34,11 @@ interface DrillCliOptions {
 function security(o: DrillCliOptions): AgentSecurity {
   const tls = [o.tlsCa, o.tlsCert, o.tlsKey];
   if (o.insecure && tls.some((f) => f !== undefined))
-    throw new DrillError("EBAD_OPTION", "give --insecure or --tls-ca/--tls-cert/--tls-key, not both");
+    throw new DrillError("EBAD_ARGUMENT", "give --insecure or --tls-ca/--tls-cert/--tls-key, not both");
   if (o.insecure) return { kind: "insecure" };
   if (o.tlsCa && o.tlsCert && o.tlsKey) return { kind: "mtls", ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey };
   throw new DrillError(
-    "EBAD_OPTION",
+    "EBAD_ARGUMENT",
     "agents are reached over mTLS: give --tls-ca, --tls-cert and --tls-key (or --insecure for agents without TLS)",
   );
 }
@@ -96,7 +96,7 @@ export function drillTable(r: DrillResult): string[] {
 }
 
 function exitOf(err: unknown): ExitCode {
-  if (err instanceof DrillError) return err.code === "EBAD_OPTION" ? ExitCode.Usage : ExitCode.Failed;
+  if (err instanceof DrillError) return err.code === "EBAD_ARGUMENT" ? ExitCode.Usage : ExitCode.Failed;
   if (err instanceof ClusterError) return err.code === "EBAD_NAME" ? ExitCode.Usage : ExitCode.Failed;
   return ExitCode.Internal;
 }

@@ -1,6 +1,7 @@
 /** `hotpatch ps`: the patches running processes carry, read from the processes themselves. */
 import { readdir, readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { codeOf } from "../../../common/index.js";
 import { listPatches, type PatchRecord } from "../../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput } from "../output.js";
@@ -61,7 +62,7 @@ export function registerPs(program: Command): void {
             for (const p of patches) for (const line of describe(pid, p)) out.line(line);
             shown += patches.length;
           } catch (err) {
-            const code = (err as { code?: string }).code ?? "EINTERNAL";
+            const code = codeOf(err);
             out.record({ pid, error: { code, message: (err as Error).message } });
             process.stderr.write(`hotpatch: process ${pid}: [${code}] ${(err as Error).message}\n`);
           }

@@ -1,5 +1,6 @@
 /** `hotpatch revert`: take a patch back in running processes on this host. */
 import type { Command } from "commander";
+import { codeOf } from "../../../common/index.js";
 import { revertPatch } from "../../../native/index.js";
 import { countOutcomes, type ProcessOutcome, runEach } from "../../local/run_each.js";
 import { ExitCode } from "../exit_codes.js";
@@ -28,8 +29,7 @@ async function revertIn(pid: number, id: string, opts: RevertOptions): Promise<P
       detail: `${opts.unload ? "unloaded" : "inactive"} (pause ${r.pauseUs} µs)`,
     };
   } catch (err) {
-    const code = (err as { code?: unknown })?.code;
-    const c = typeof code === "string" ? code : "EINTERNAL";
+    const c = codeOf(err);
     // A process of the executable that never had the patch is not a failure of the revert.
     if (c === "ENOPATCH") return { pid, outcome: "skipped", code: c, detail: (err as Error).message };
     return { pid, outcome: "failed", code: c, detail: (err as Error).message };

@@ -1,5 +1,6 @@
 /** `hotpatch rollout …`: roll a patch across a cluster's pairs; status, resume, pause, abort, list. */
 import type { Command } from "commander";
+import { AgentCallError } from "../../agents/index.js";
 import { ClusterError, ClusterView, connectNats } from "../../cluster/index.js";
 import {
   discoverPairs,
@@ -50,6 +51,7 @@ export function errorExitCode(err: unknown): ExitCode {
     return ExitCode.Failed;
   }
   if (err instanceof ClusterError) return err.code === "EBAD_NAME" ? ExitCode.Usage : ExitCode.Failed;
+  if (err instanceof AgentCallError) return ExitCode.Failed;
   return ExitCode.Internal;
 }
 

@@ -22,6 +22,7 @@
 #include "../ptrace/stopped_process.h"
 #include "dlopen_api.h"
 #include "redirect.h"
+#include "return_wait.h"
 #include "safety.h"
 
 namespace hotpatch {
@@ -485,6 +486,7 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
   if (known.state == static_cast<uint32_t>(PatchState::kActive)) return OpResult{known, 0, 0};
 
   std::vector<GuardedRange> ranges;
+  std::vector<std::pair<uint64_t, std::string>> owners;
   for (uint32_t i = 0; i < known.function_count; ++i) {
     const DescFunction& f = known.functions[i];
     const std::string name = Str(f.symbol, sizeof f.symbol);
@@ -493,11 +495,14 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
     // A thread exactly at the entry is fine either way: it will take the new jump.
     if (static_cast<Consistency>(f.consistency) == Consistency::kStrict) {
       ranges.push_back({f.address + 1, f.address + f.size, name});
+      owners.emplace_back(f.address, name);  // its .cold and .part.N parts count too
     } else {
       ranges.push_back({site + 1, site + f.length, name + " (its first " + std::to_string(f.keep + f.length) + " bytes)"});
     }
   }
   const uint64_t stub = ReadEntryPoint(pid);
+  ExactCheck check(pid, ranges, owners);  // before any stop: reads the objects and their CFI
+  const auto deadline = Clock::now() + opts.safety_timeout;
   return WithRetries(pid, opts, [&](StoppedProcess& stopped, OpResult& result) -> std::optional<Conflict> {
     Descriptor desc = ReadDescriptor(stopped.memory(), maps);
     DescPatch& rec = RequirePatch(desc, id, pid);
@@ -510,7 +515,9 @@ OpResult ActivatePatch(pid_t pid, const std::string& id, const OpOptions& opts) 
                                                "on it?); unload and apply this patch again");
       }
     }
-    return SwitchJumps(stopped, maps, ranges, stub, desc, rec, PatchState::kActive, result);
+    return SwitchWhenFree(stopped, maps, check, stub, deadline, result.attempts > 0, opts.cancelled, [&] {
+      SwitchJumps(stopped, maps, {}, stub, desc, rec, PatchState::kActive, result);
+    });
   });
 }
 

@@ -76,14 +76,8 @@ StoppedProcess::StoppedProcess(pid_t pid, Clock::time_point deadline) : pid_(pid
       if (seized_.size() == before) break;
     }
     if (seized_.empty()) throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid) + " exited");
-    for (const Seized& s : seized_) {
-      ThreadState t{s.tid, {}, s.pending_signal};
-      if (ptrace(PTRACE_GETREGS, s.tid, nullptr, &t.regs) != 0) ThrowForErrno(errno, pid, "reading registers");
-      threads_.push_back(t);
-    }
+    ReadRegisters();
     memory_ = std::make_unique<TargetMemory>(pid);
-    // The thread we inject calls into should be the main one when it still exists.
-    std::stable_partition(threads_.begin(), threads_.end(), [pid](const ThreadState& t) { return t.tid == pid; });
   } catch (...) {
     ReleaseAll();
     throw;
@@ -91,6 +85,148 @@ StoppedProcess::StoppedProcess(pid_t pid, Clock::time_point deadline) : pid_(pid
 }
 
 StoppedProcess::~StoppedProcess() { ReleaseAll(); }
+
+void StoppedProcess::ReadRegisters() {
+  threads_.clear();
+  for (const Seized& s : seized_) {
+    if (s.tid < 0) continue;
+    ThreadState t{s.tid, {}, s.pending_signal};
+    if (ptrace(PTRACE_GETREGS, s.tid, nullptr, &t.regs) != 0) ThrowForErrno(errno, pid_, "reading registers");
+    threads_.push_back(t);
+  }
+  // The thread we inject calls into should be the main one when it still exists.
+  std::stable_partition(threads_.begin(), threads_.end(), [this](const ThreadState& t) { return t.tid == pid_; });
+}
+
+void StoppedProcess::ContinueAll() {
+  longest_stop_ = std::max(longest_stop_, Clock::now() - stop_start_);
+  held_ = false;
+  ContinueThreads(nullptr);
+}
+
+void StoppedProcess::ContinueSome(const std::vector<pid_t>& tids) { ContinueThreads(&tids); }
+
+void StoppedProcess::ContinueThreads(const std::vector<pid_t>* only) {
+  for (Seized& s : seized_) {
+    if (s.tid < 0 || !s.stopped) continue;
+    if (only != nullptr && std::find(only->begin(), only->end(), s.tid) == only->end()) continue;
+    if (ptrace(PTRACE_CONT, s.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(s.pending_signal))) != 0) {
+      continue;  // died while held: the wait notices it
+    }
+    s.stopped = false;
+    s.running = true;
+    s.pending_signal = 0;
+  }
+}
+
+// A stop of a thread we let run: a signal is delivered on (the wait is ours, not the target's), a
+// group stop (SIGSTOP from someone) is kept with PTRACE_LISTEN, a late interrupt is let go.
+void StoppedProcess::HandleRunningStop(pid_t tid, int status) {
+  const int sig = WSTOPSIG(status);
+  const int event = status >> 16;
+  if (event == PTRACE_EVENT_STOP && (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
+    ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
+  } else {
+    ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(event == 0 ? sig : 0)));
+  }
+}
+
+std::optional<pid_t> StoppedProcess::WaitForSignalStop(const std::function<bool(pid_t, const user_regs_struct&)>& ours,
+                                                       Clock::time_point deadline) {
+  long backoff_ns = 20'000;  // a landing should be seen within a millisecond, without spinning a CPU
+  auto next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+  // Reports taken by another thread of ours (see InTraceStop) are looked for more often than
+  // during a stop: here the threads run, and the switch should follow a landing within 10 ms.
+  auto next_stolen_check = Clock::now() + std::chrono::milliseconds(4);
+  for (;;) {
+    const bool look_for_stolen = Clock::now() > next_stolen_check;
+    if (look_for_stolen) next_stolen_check = Clock::now() + std::chrono::milliseconds(4);
+    for (auto it = seized_.begin(); it != seized_.end();) {
+      if (!it->running) {
+        ++it;
+        continue;
+      }
+      int status = 0;
+      const pid_t r = waitpid(it->tid, &status, __WALL | WNOHANG);
+      if (r == 0 && look_for_stolen && InTraceStop(pid_, it->tid)) {
+        user_regs_struct regs;
+        siginfo_t si{};
+        if (ptrace(PTRACE_GETREGS, it->tid, nullptr, &regs) == 0 && ours(it->tid, regs)) {
+          it->running = false;
+          it->stopped = true;
+          return it->tid;
+        }
+        if (ptrace(PTRACE_GETSIGINFO, it->tid, nullptr, &si) != 0) {
+          ptrace(PTRACE_LISTEN, it->tid, nullptr, nullptr);  // a group stop
+        } else {
+          const bool event = (si.si_code >> 8) != 0;
+          ptrace(PTRACE_CONT, it->tid, nullptr, reinterpret_cast<void*>(static_cast<long>(event ? 0 : si.si_signo)));
+        }
+        ++it;
+        continue;
+      }
+      if (r == 0) {
+        ++it;
+        continue;
+      }
+      if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+        it = seized_.erase(it);
+        continue;
+      }
+      user_regs_struct regs;
+      if ((status >> 16) == 0 && ptrace(PTRACE_GETREGS, it->tid, nullptr, &regs) == 0 && ours(it->tid, regs)) {
+        it->running = false;
+        it->stopped = true;
+        return it->tid;
+      }
+      HandleRunningStop(it->tid, status);
+      ++it;
+    }
+    if (seized_.empty() || Clock::now() > next_gone_check) {
+      ThrowIfGone(pid_, "waiting for a function to return");
+      next_gone_check = Clock::now() + std::chrono::milliseconds(10);
+    }
+    if (Clock::now() > deadline) return std::nullopt;
+    ShortSleep(backoff_ns);
+    backoff_ns = std::min(backoff_ns * 2, 500'000L);
+  }
+}
+
+void StoppedProcess::StopAll(Clock::time_point deadline) {
+  if (!held_) stop_start_ = Clock::now();
+  for (Seized& s : seized_) {
+    if (!s.running) continue;
+    s.running = false;
+    if (ptrace(PTRACE_INTERRUPT, s.tid, nullptr, nullptr) != 0 && errno != ESRCH) {
+      ThrowForErrno(errno, pid_, "PTRACE_INTERRUPT of thread " + std::to_string(s.tid));
+    }
+  }
+  for (;;) {
+    const size_t before = seized_.size();
+    SeizeAll(deadline);
+    WaitForStops(deadline);
+    if (seized_.size() == before) break;
+  }
+  if (seized_.empty()) throw EngineError("ETARGET_EXITED", "process " + std::to_string(pid_) + " exited");
+  ReadRegisters();
+  held_ = true;
+}
+
+void StoppedProcess::DropPendingSignal(pid_t tid) {
+  for (Seized& s : seized_) {
+    if (s.tid == tid) s.pending_signal = 0;
+  }
+  for (ThreadState& t : threads_) {
+    if (t.tid == tid) t.pending_signal = 0;
+  }
+}
+
+void StoppedProcess::SetRegisters(pid_t tid, const user_regs_struct& regs) {
+  if (ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) ThrowForErrno(errno, pid_, "PTRACE_SETREGS");
+  for (ThreadState& t : threads_) {
+    if (t.tid == tid) t.regs = regs;
+  }
+}
 
 void StoppedProcess::SeizeAll(Clock::time_point deadline) {
   for (pid_t tid : ListThreads(pid_)) {
@@ -171,6 +307,7 @@ void StoppedProcess::ReleaseAll() noexcept {
   std::vector<pid_t> dead;
   for (Seized& s : seized_) {
     if (s.tid < 0) continue;  // already let go by ReleaseOthers
+    if (s.running) ptrace(PTRACE_INTERRUPT, s.tid, nullptr, nullptr);  // detaching needs it stopped
     if (!s.stopped) {
       // PTRACE_DETACH needs a stopped tracee: wait (briefly) for the interrupt we sent to land.
       for (int i = 0; i < 20000 && !s.stopped; ++i) {
@@ -243,7 +380,8 @@ void StoppedProcess::Resume() { ReleaseAll(); }
 
 uint64_t StoppedProcess::PauseMicros() const {
   const auto end = released_ ? stop_end_ : Clock::now();
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(end - stop_start_).count());
+  const auto longest = held_ ? std::max(longest_stop_, end - stop_start_) : longest_stop_;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(longest).count());
 }
 
 uint64_t StoppedProcess::Scratch(size_t len) const {

@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <string>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "seccomp_check.h"
@@ -61,20 +63,44 @@ class StoppedProcess {
 
   // Detaches every thread now (idempotent) and fixes the measured pause.
   void Resume();
-  // Microseconds from the first interrupt to the resume (or to now while still stopped).
+  // Microseconds of the longest stop: from an interrupt of every thread to their resume (or to
+  // now while still stopped).
   uint64_t PauseMicros() const;
+
+  // Waiting inside one transaction (the threads stay ours while they run):
+  // lets every held thread run on, delivering the signals that arrived while it was stopped;
+  void ContinueAll();
+  // or lets just `tids` run on, the others staying stopped (the stop goes on);
+  void ContinueSome(const std::vector<pid_t>& tids);
+  // waits until a running thread stops on a signal for which `ours(tid, regs)` holds; it stays
+  // stopped with that signal suppressed, every other signal is delivered. nullopt at `deadline`;
+  std::optional<pid_t> WaitForSignalStop(const std::function<bool(pid_t, const user_regs_struct&)>& ours,
+                                         Clock::time_point deadline);
+  // stops every thread again (seizing any new one) and re-reads their registers; a new stop
+  // begins unless some threads stayed stopped.
+  void StopAll(Clock::time_point deadline);
+  // Whether every thread is in a stop (false between ContinueAll and StopAll).
+  bool Held() const { return held_; }
+  // Sets the registers a held thread resumes with.
+  void SetRegisters(pid_t tid, const user_regs_struct& regs);
+  // Forgets a signal that reached a thread while it was being stopped (one we sent ourselves).
+  void DropPendingSignal(pid_t tid);
 
  private:
   void SeizeAll(Clock::time_point deadline);
   void WaitForStops(Clock::time_point deadline);
   void ReleaseAll() noexcept;
   void ReapDead(std::vector<pid_t> tids) noexcept;
+  void ReadRegisters();
+  void ContinueThreads(const std::vector<pid_t>* only);  // all when null
+  void HandleRunningStop(pid_t tid, int status);
   uint64_t RunToTrap(user_regs_struct regs, uint64_t trap, Clock::time_point patience);
 
   struct Seized {
     pid_t tid;
     bool stopped;
     int pending_signal;
+    bool running = false;  // let go by ContinueAll, still ours
   };
 
   pid_t pid_;
@@ -84,6 +110,8 @@ class StoppedProcess {
   std::unique_ptr<SeccompCheck> seccomp_;  // read on the first injected call
   Clock::time_point stop_start_;
   Clock::time_point stop_end_;
+  Clock::duration longest_stop_{};
+  bool held_ = true;  // every thread in a stop (not between ContinueAll and StopAll)
   bool released_ = false;
 };
 

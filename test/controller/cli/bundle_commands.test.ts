@@ -209,7 +209,7 @@ describe("hotpatch keygen, build, inspect", () => {
       path.join(tmp, "z"),
     ]);
     assert.equal(badSpec.code, 2);
-    assert.match(badSpec.stderr, /\[EBUILD_ARGS\]/);
+    assert.match(badSpec.stderr, /\[EBAD_ARGUMENT\]/);
     const noFunction = await hotpatch(["build", "--target", target, "--source", fix, "--out", path.join(tmp, "w")]);
     assert.equal(noFunction.code, 2);
   });

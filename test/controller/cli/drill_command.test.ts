@@ -27,10 +27,10 @@ describe("hotpatch drill", () => {
     assert.match(bad.stderr, /expected agent or service/);
     const badLoad = await hotpatch(["drill", "switchover", ...args("--insecure", "--load", "10.1.2.3:80")]);
     assert.equal(badLoad.code, 2);
-    assert.match(badLoad.stderr, /\[EBAD_OPTION\]: load: .*loopback/);
+    assert.match(badLoad.stderr, /\[EBAD_ARGUMENT\]: load: .*loopback/);
     const noSecurity = await hotpatch(["drill", "switchover", ...args()]);
     assert.equal(noSecurity.code, 2);
-    assert.match(noSecurity.stderr, /\[EBAD_OPTION\].*--tls-ca/);
+    assert.match(noSecurity.stderr, /\[EBAD_ARGUMENT\].*--tls-ca/);
   });
 
   it("drill switchover prints the table: detection, takeover, old → new active, requests lost under load", async () => {

@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { applyPatch } from "../../../native/index.js";
 import { hotpatch, jsonLines } from "../../helpers/cli.js";
 import { compileFixture, type RunningFixture, startFixture } from "../../helpers/fixtures.js";
+import { withoutCapabilities } from "../../helpers/privileges.js";
 
 describe("hotpatch ps / revert", () => {
   let target: RunningFixture;
@@ -40,8 +41,8 @@ describe("hotpatch ps / revert", () => {
     assert.match(r.stdout, new RegExp(`${target.pid}\\s+fix-b\\s+active`));
   });
 
-  it("ps run by an unprivileged user fails with EPERM_PTRACE and a hint", async () => {
-    const r = await hotpatch(["ps", "--pid", String(target.pid)], { uid: 65534, gid: 65534 });
+  it("ps run without CAP_SYS_PTRACE fails with EPERM_PTRACE and a hint", async () => {
+    const r = await hotpatch(["ps", "--pid", String(target.pid)], { launcher: withoutCapabilities(["sys_ptrace"]) });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /\[EPERM_PTRACE\].*CAP_SYS_PTRACE/);
   });

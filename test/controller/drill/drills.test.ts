@@ -6,14 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ClusterView, connectNats, type NodeView } from "../../../controller/cluster/index.js";
-import {
-  type DrillError,
-  type DrillEvent,
-  type DrillOptions,
-  judgePair,
-  runDrill,
-} from "../../../controller/drill/index.js";
+import { ClusterView, connectNats, judgePair, type NodeView } from "../../../controller/cluster/index.js";
+import { type DrillError, type DrillEvent, type DrillOptions, runDrill } from "../../../controller/drill/index.js";
 import { waitFor } from "../../helpers/agent_harness.js";
 import { type HookRun, startTestPair, type TestPair } from "../../helpers/pair_harness.js";
 
@@ -53,13 +47,13 @@ describe("drills on a managed pair", () => {
     await p?.close();
   });
 
-  it("refuses bad options before touching anything, with EBAD_OPTION", async () => {
+  it("refuses bad options before touching anything, with EBAD_ARGUMENT", async () => {
     for (const bad of [
       { kind: "switchover" as const, kill: "agent" as const },
       { kind: "failover" as const, pair: "p1.*" },
       { kind: "failover" as const, timeoutMs: 10 },
     ]) {
-      await assert.rejects(runDrill({ ...base(), ...bad }), (e: DrillError) => e.code === "EBAD_OPTION");
+      await assert.rejects(runDrill({ ...base(), ...bad }), (e: DrillError) => e.code === "EBAD_ARGUMENT");
     }
   });
 

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { applyHeartbeat, ClusterView } from "../../../controller/cluster/index.js";
-import { type DrillError, type DrillOptions, judgePair, runDrill } from "../../../controller/drill/index.js";
+import { applyHeartbeat, ClusterView, judgePair } from "../../../controller/cluster/index.js";
+import { type DrillError, type DrillOptions, runDrill } from "../../../controller/drill/index.js";
 import { PairObserver } from "../../../controller/drill/observer.js";
 import { Heartbeat, Role } from "../../../proto/index.js";
 import { type NatsServer, startNatsServer } from "../../helpers/nats_server.js";
@@ -120,10 +120,10 @@ describe("drill refusals", () => {
     process.kill(pid, 0); // still there
   });
 
-  it("kill service on a node with several services and none chosen, or an unknown one: EBAD_OPTION", async () => {
+  it("kill service on a node with several services and none chosen, or an unknown one: EBAD_ARGUMENT", async () => {
     spec.a = { role: Role.ROLE_ACTIVE, services: [svc("quote", 1), svc("billing", 2)] };
-    await assert.rejects(drill({ kill: "service" }), code("EBAD_OPTION", /quote, billing: choose one/));
-    await assert.rejects(drill({ kill: "service", service: "nosuch" }), code("EBAD_OPTION", /no service nosuch/));
+    await assert.rejects(drill({ kill: "service" }), code("EBAD_ARGUMENT", /quote, billing: choose one/));
+    await assert.rejects(drill({ kill: "service", service: "nosuch" }), code("EBAD_ARGUMENT", /no service nosuch/));
   });
 });
 

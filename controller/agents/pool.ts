@@ -22,9 +22,8 @@ import {
   type StageBundleResponse,
   type SwitchoverResponse,
 } from "../../proto/index.js";
-import type { BundleArchive } from "./bundle_archive.js";
-import { RolloutError } from "./errors.js";
-import type { AgentEndpoints, TargetSelector } from "./plan_types.js";
+import { AgentCallError } from "./errors.js";
+import type { AgentEndpoints, TargetSelector, UploadBundle } from "./types.js";
 
 const CHUNK = 256 * 1024;
 
@@ -33,7 +32,7 @@ export interface AgentApi {
   /** Node name. */
   readonly node: string;
   info(signal: AbortSignal): Promise<InfoResponse>;
-  stage(bundle: BundleArchive, signal: AbortSignal): Promise<StageBundleResponse>;
+  stage(bundle: UploadBundle, signal: AbortSignal): Promise<StageBundleResponse>;
   apply(
     bundleId: string,
     target: TargetSelector,
@@ -55,11 +54,11 @@ function toSelector(t: TargetSelector): ProcessSelector {
   };
 }
 
-function agentError(node: string, what: string, err: unknown): RolloutError {
+function agentError(node: string, what: string, err: unknown): AgentCallError {
   const se = err as Partial<ServiceError>;
   const code = typeof se.code === "number" ? (status[se.code] ?? String(se.code)) : "";
   const detail = se.details ?? (err instanceof Error ? err.message : String(err));
-  return new RolloutError(
+  return new AgentCallError(
     "EAGENT",
     `agent ${node}: ${what} failed${code ? ` (${code})` : ""}: ${detail}`,
     {
@@ -93,7 +92,7 @@ export class AgentPool {
     if (c) return c;
     const address = this.endpoints.nodes[node] ?? this.announced(node);
     if (!address) {
-      throw new RolloutError(
+      throw new AgentCallError(
         "EAGENT",
         `no gRPC address for node ${node}: list it under agents.nodes in the plan, or run an agent that announces grpc_address in its heartbeat`,
         { node },
@@ -162,7 +161,7 @@ export class AgentPool {
     };
   }
 
-  #stage(node: string, bundle: BundleArchive, signal: AbortSignal): Promise<StageBundleResponse> {
+  #stage(node: string, bundle: UploadBundle, signal: AbortSignal): Promise<StageBundleResponse> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.endpoints.callTimeoutMs);
       const onAbort = () => stream.cancel();
