@@ -175,8 +175,11 @@ export function checkNoStateCopy(target: ElfInfo, patch: ElfInfo, source: string
   for (const s of target.symbols) {
     if (s.defined && (s.kind === "object" || s.kind === "tls")) targetObjects.set(baseName(s.name), s);
   }
+  const own = path.basename(source);
   for (const s of patch.symbols) {
-    if (s.table !== "symtab" || !s.defined || (s.kind !== "object" && s.kind !== "tls")) continue;
+    if (!s.defined || (s.kind !== "object" && s.kind !== "tls")) continue;
+    // The fix's own variables: its statics (by STT_FILE) and what it exports, not the C runtime's.
+    if (s.table === "symtab" ? s.binding !== "local" || s.file !== own : s.binding === "local") continue;
     const theirs = targetObjects.get(s.name);
     if (!theirs) continue;
     const where = theirs.binding === "local" ? `the static ${theirs.file ?? "?"}:${s.name}` : `the global ${s.name}`;

@@ -97,6 +97,12 @@ export async function mappedLibrary(pid: number, libPath: string): Promise<Mappe
   return objects.filter((o) => !o.executable && paths.includes(o.path));
 }
 
+/** The libraries (not the executable) that process `pid` maps, as mapped: to find one by build-id. */
+export async function mappedLibraries(pid: number): Promise<MappedObject[]> {
+  const { objects } = await readTargetObjects(pid);
+  return objects.filter((o) => !o.executable);
+}
+
 /** Groups pids by the file their `/proc/PID/exe` is, so that each executable is read once. */
 export async function groupByExecutable(pids: number[]): Promise<Map<string, number[]>> {
   const groups = new Map<string, number[]>();

@@ -78,6 +78,22 @@ function definedName(line: string): string | undefined {
   return undefined;
 }
 
+/** The name a symbol has in the source: `f.constprop.0` → `f`; C++ `_ZN4Cart3addEi` → `add` (its last component). */
+function sourceName(symbol: string): string {
+  const plain = symbol.replace(/\..*$/, "");
+  const m = /^_Z(N[rVK]*)?(\d.*)$/.exec(plain);
+  if (!m) return plain;
+  let rest = m[2] as string;
+  let last = plain;
+  for (let d = /^(\d+)/.exec(rest); d; d = /^(\d+)/.exec(rest)) {
+    const len = Number(d[1]);
+    last = rest.slice((d[1] as string).length, (d[1] as string).length + len);
+    rest = rest.slice((d[1] as string).length + len);
+    if (!m[1]) break; // not nested: one name
+  }
+  return last;
+}
+
 /**
  * The functions the diff edits: for each changed line, the definition that encloses it in the
  * original file (the nearest line above that opens one), and any definition the hunk adds.
@@ -104,7 +120,7 @@ async function editedBy(files: FileDiff[], sourceDir: string): Promise<(name: st
       }
     }
   }
-  return (name) => names.has(name.replace(/\..*$/, ""));
+  return (name) => names.has(sourceName(name));
 }
 
 function reasonText(c: ChangedFunction): string {
@@ -220,6 +236,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       );
       inputs.push({ original: c.original, patched: c.patched, changed: c.changed, target: tu });
     }
+    const t2 = performance.now();
     const plan = planPatch(targetMap, inputs);
     if (plan.replacements.length === 0) {
       throw new BundleError(
@@ -233,7 +250,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       targets: plan.targets,
       exports: plan.exports,
     });
-    const t2 = performance.now();
+    const t3 = performance.now();
 
     const soPath = path.join(work, SO_FILE);
     await writeFile(soPath, so);
@@ -266,7 +283,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
     const manifestBytes = serializeManifest(manifest);
     const signature = signKey ? await signManifest(manifestBytes, signKey) : null;
     await placeBundle(out, tar, work, { manifest: manifestBytes, so, signature });
-    const t3 = performance.now();
+    const t4 = performance.now();
     const report: PatchedFunctionReport[] = compared.flatMap((c) =>
       c.changed.map((ch) => {
         const r = plan.replacements.find((x) => x.change === ch);
@@ -289,7 +306,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       functions: report,
       lineOnly,
       provenFunctions: proven,
-      timings: { buildMs: t1 - t0, compareMs: t2 - t1 - 0, linkMs: t3 - t2 },
+      timings: { buildMs: t1 - t0, compareMs: t2 - t1, linkMs: t3 - t2, writeMs: t4 - t3 },
     };
   } catch (err) {
     if (err instanceof BundleError) throw err;

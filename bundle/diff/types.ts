@@ -49,6 +49,10 @@ export interface DiffBuildResult extends BuildResult {
   lineOnly: string[];
   /** How many functions of the rebuilt original were proven equal to the target's. */
   provenFunctions: number;
-  /** Where the time went: the two builds, the comparison and link, writing the bundle. */
-  timings: { buildMs: number; compareMs: number; linkMs: number };
+  /**
+   * Where the time went: the build (tree copy, the wrapped build command, the two compiles of each
+   * touched unit), the comparison with the proof against the target, the link of patch.so, and
+   * the checks and writing of the bundle.
+   */
+  timings: { buildMs: number; compareMs: number; linkMs: number; writeMs: number };
 }

@@ -1,8 +1,14 @@
 /** `hotpatch apply`: verify a bundle and patch running processes on this host with it. */
 import type { Command } from "commander";
 import { type Bundle, checkBundleTarget, openBundle, patchSpecOf } from "../../bundle/index.js";
-import { CodedError, codeOf } from "../../common/index.js";
-import { countOutcomes, groupByExecutable, mappedLibrary, type ProcessOutcome } from "../../local/index.js";
+import { codeOf } from "../../common/index.js";
+import {
+  countOutcomes,
+  groupByExecutable,
+  mappedLibraries,
+  mappedLibrary,
+  type ProcessOutcome,
+} from "../../local/index.js";
 import { applyPatchToMany, type Consistency } from "../../native/index.js";
 import { ExitCode } from "../exit_codes.js";
 import { createOutput, type Output } from "../output.js";
@@ -33,15 +39,22 @@ async function eligible(
   const ok: number[] = [];
   const skipped: ProcessOutcome[] = [];
   if (bundle.manifest.target.kind === "library") {
-    if (lib === undefined) {
-      throw new CodedError("EBAD_ARGUMENT", `bundle ${bundle.manifest.id} patches a library: name it with --lib PATH`);
-    }
     const expected = bundle.manifest.target.buildId;
     for (const pid of pids) {
       try {
-        const mapped = await mappedLibrary(pid, lib);
+        // Without --lib, the library is the one the process maps with the bundle's build-id.
+        const mapped = lib === undefined ? await mappedLibraries(pid) : await mappedLibrary(pid, lib);
         if (mapped.some((o) => o.buildId === expected)) {
           ok.push(pid);
+          continue;
+        }
+        if (lib === undefined) {
+          skipped.push({
+            pid,
+            outcome: "skipped",
+            code: "EBUILDID",
+            detail: `process ${pid} maps no library with build-id ${expected} (bundle ${bundle.manifest.id}, built for ${bundle.manifest.target.path ?? "a library"})`,
+          });
           continue;
         }
         const what = mapped

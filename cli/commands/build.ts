@@ -32,6 +32,8 @@ interface BuildCliOptions {
   json?: boolean;
 }
 
+const ms = (v: number) => `${Math.round(v)} ms`;
+
 /** Prints what either kind of build made. */
 function printResult(out: Output, result: BuildResult): void {
   const m = result.manifest;
@@ -50,7 +52,7 @@ function printResult(out: Output, result: BuildResult): void {
     for (const f of diff.lineOnly) out.line(`  not patched  ${f}: only __LINE__ values changed`);
     const t = diff.timings;
     out.line(
-      `  time      build ${Math.round(t.buildMs)} ms, compare and link ${Math.round(t.compareMs)} ms, write ${Math.round(t.linkMs)} ms`,
+      `  time      build ${ms(t.buildMs)}, compare ${ms(t.compareMs)}, link ${ms(t.linkMs)}, write ${ms(t.writeMs)}`,
     );
   } else {
     for (const fn of m.functions)
