@@ -89,6 +89,13 @@ export async function placeBundle(out: string, tar: boolean, work: string, files
   }
 }
 
+/** What a failed build throws: its own BundleError, the abort that stopped it, or EIO saying what went wrong. */
+export function buildFailure(err: unknown, signal: AbortSignal | undefined, out: string): Error {
+  if (err instanceof BundleError) return err;
+  throwIfAborted(signal);
+  return new BundleError("EIO", `building the bundle failed: ${(err as Error).message}`, { path: out }, { cause: err });
+}
+
 /** Builds a bundle; see the file comment. Throws only BundleError. */
 export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   const { signal } = opts;
@@ -189,14 +196,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
       signedBy: signKey ? keyIdOf(signKey) : null,
     };
   } catch (err) {
-    if (err instanceof BundleError) throw err;
-    throwIfAborted(signal);
-    throw new BundleError(
-      "EIO",
-      `building the bundle failed: ${(err as Error).message}`,
-      { path: out },
-      { cause: err },
-    );
+    throw buildFailure(err, signal, out);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

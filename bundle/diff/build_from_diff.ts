@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { readElf, readObject } from "../../native/index.js";
-import { checkOutFree, placeBundle } from "../build.js";
+import { buildFailure, checkOutFree, placeBundle } from "../build.js";
 import { compilerVersion } from "../compile.js";
 import { BundleError, throwIfAborted } from "../errors.js";
 import { SO_FILE } from "../files.js";
@@ -309,14 +309,7 @@ export async function buildBundleFromDiff(opts: DiffBuildOptions): Promise<DiffB
       timings: { buildMs: t1 - t0, compareMs: t2 - t1, linkMs: t3 - t2, writeMs: t4 - t3 },
     };
   } catch (err) {
-    if (err instanceof BundleError) throw err;
-    throwIfAborted(signal);
-    throw new BundleError(
-      "EIO",
-      `building the bundle failed: ${(err as Error).message}`,
-      { path: out },
-      { cause: err },
-    );
+    throw buildFailure(err, signal, out);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
